@@ -1,0 +1,39 @@
+# Every target sets itself up: a fresh machine needs only Python 3.11, pip and gcc.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint typecheck pytest emulator demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+emulator: install
+	$(BIN)/gemini-batch-emulator --host 127.0.0.1 --port $${PORT:-8765}
+
+demo: install
+	@echo "make demo: the enrichment demo is coming (see the open demo issue); the provider is installed in $(VENV)."
+
+bench: install
+	$(BIN)/python benchmarks/stream_results.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

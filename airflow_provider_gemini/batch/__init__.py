@@ -1,0 +1,1 @@
+"""The pure core: no Airflow imports. Request building, job states, results, pricing."""

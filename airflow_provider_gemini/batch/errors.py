@@ -1,0 +1,42 @@
+"""Exceptions a user may want to catch. Messages are finished sentences and never carry a secret."""
+
+from __future__ import annotations
+
+
+class GeminiBatchError(Exception):
+    """Base class of every error this provider raises on purpose."""
+
+
+class GeminiApiError(GeminiBatchError):
+    """The Gemini API answered with an error that retrying will not fix (or retries ran out)."""
+
+    def __init__(self, message: str, *, code: int | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class BatchInputError(GeminiBatchError, ValueError):
+    """The batch input is invalid; raised before anything is uploaded or paid for."""
+
+    def __init__(self, reason: str, *, source: str | None = None, line: int | None = None) -> None:
+        where = source or "input"
+        if line is not None:
+            where = f"{where}, line {line}"
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
+        self.source = source
+        self.line = line
+
+
+class BatchJobError(GeminiBatchError):
+    """A batch job ended badly: failed, cancelled, expired, or too many failed requests."""
+
+    def __init__(self, message: str, *, batch_name: str | None = None, state: str | None = None) -> None:
+        super().__init__(message)
+        self.batch_name = batch_name
+        self.state = state
+
+
+class ResultsDownloadError(GeminiBatchError):
+    """A result file could not be read whole (for example the connection dropped mid-stream)."""

@@ -1,0 +1,79 @@
+"""Provider metadata read by Airflow's providers manager (without importing the hook)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_gemini import __version__
+
+HOOK_CLASS = "airflow_provider_gemini.hooks.gemini.GeminiHook"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description behind the ``apache_airflow_provider`` entry point."""
+    return {
+        "package-name": "airflow-provider-gemini",
+        "name": "Gemini Batch",
+        "description": "Gemini API Batch Mode: submit once, wait deferred, stream results to storage.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Gemini Batch",
+                "external-doc-url": "https://ai.google.dev/gemini-api/docs/batch-mode",
+                "tags": ["gcp"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "Gemini Batch", "python-modules": ["airflow_provider_gemini.hooks.gemini"]}
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": HOOK_CLASS,
+                "hook-name": "Gemini",
+                "connection-type": "gemini",
+                "conn-fields": {
+                    "base_url": {
+                        "label": "Base URL",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "Override the API endpoint (a proxy, or the local emulator).",
+                    },
+                    "api_version": {
+                        "label": "API version",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "v1beta or v1; empty uses the SDK default.",
+                    },
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "schema": {"type": ["number", "null"]},
+                    },
+                    "retry_attempts": {
+                        "label": "Attempts per call (transient errors)",
+                        "schema": {"type": ["integer", "null"], "default": 5},
+                    },
+                    "vertexai": {
+                        "label": "Use Vertex AI",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "project": {"label": "Vertex AI project", "schema": {"type": ["string", "null"]}},
+                    "location": {"label": "Vertex AI location", "schema": {"type": ["string", "null"]}},
+                    "key_path": {
+                        "label": "Service account key path",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "keyfile_dict": {
+                        "label": "Service account key JSON",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "host"],
+                    "relabeling": {"password": "API key"},
+                    "placeholders": {
+                        "password": "Gemini API key (Developer API); empty in Vertex AI mode",
+                        "base_url": "https://generativelanguage.googleapis.com",
+                        "location": "us-central1",
+                    },
+                },
+            }
+        ],
+    }
