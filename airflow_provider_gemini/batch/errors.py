@@ -40,3 +40,38 @@ class BatchJobError(GeminiBatchError):
 
 class ResultsDownloadError(GeminiBatchError):
     """A result file could not be read whole (for example the connection dropped mid-stream)."""
+
+
+# HTTP codes worth another try: the SDK retries these itself; a waiter that outlives its retries
+# backs off and polls again rather than failing a day-long wait on a passing fault.
+TRANSIENT_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_CLASS_NAMES = frozenset(
+    {
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadError",
+        "ReadTimeout",
+        "RemoteProtocolError",
+        "WriteError",
+        "PoolTimeout",
+        "ClientConnectionError",
+        "ClientConnectorError",
+        "ClientOSError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+        "ClientPayloadError",
+    }
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures a later poll may not meet: throttling, server errors, network trouble."""
+    if isinstance(error, GeminiApiError):
+        return error.code in TRANSIENT_HTTP_CODES
+    code = getattr(error, "code", None)
+    if isinstance(code, int) and code in TRANSIENT_HTTP_CODES:
+        return True
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    # httpx and aiohttp errors, recognised by name so this module imports neither.
+    return any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(error).__mro__)

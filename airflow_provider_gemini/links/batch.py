@@ -1,0 +1,47 @@
+"""The "Gemini batch job" extra link: the job in AI Studio or the Vertex AI console."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.definitions.context import Context
+    from airflow.sdk.execution_time.xcom import TaskInstanceKey  # type: ignore[attr-defined]
+
+AI_STUDIO_BATCHES_URL = "https://aistudio.google.com/batches"
+VERTEX_BATCH_URL = "https://console.cloud.google.com/vertex-ai/locations/{location}/batch-predictions/{job_id}?project={project}"
+
+
+def batch_console_url(
+    batch_name: str, *, vertexai: bool = False, project: str | None = None, location: str | None = None
+) -> str:
+    """Where a person looks at the job: the Vertex AI console page of the job, or AI Studio's batch list.
+
+    AI Studio has no documented per-job address; its batch page lists jobs by display name, which
+    carries the task's identity.
+    """
+    if vertexai:
+        job_id = batch_name.rsplit("/", 1)[-1]
+        return VERTEX_BATCH_URL.format(
+            location=location or "us-central1", job_id=job_id, project=project or ""
+        )
+    return AI_STUDIO_BATCHES_URL
+
+
+class GeminiBatchJobLink(BaseOperatorLink):
+    """Opens the task's batch job in the Google console; the URL is stored in XCom when the job is known."""
+
+    name = "Gemini batch job"
+
+    @classmethod
+    def persist(cls, context: Context, url: str) -> None:
+        context["ti"].xcom_push(key=cls().xcom_key, value=url)
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
+        return value if isinstance(value, str) else ""

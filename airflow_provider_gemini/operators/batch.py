@@ -1,0 +1,403 @@
+"""Submits a Gemini batch job once per task instance, however often the task runs."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.configuration import conf
+from airflow.sdk import BaseOperator
+
+from airflow_provider_gemini.batch.errors import BatchInputError, BatchJobError, GeminiApiError
+from airflow_provider_gemini.batch.events import BatchEvent
+from airflow_provider_gemini.batch.identity import display_name_for, fingerprint_text, job_identity
+from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+from airflow_provider_gemini.batch.outcome import check_outcome
+from airflow_provider_gemini.batch.progress import ProgressLog
+from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
+from airflow_provider_gemini.sensors.batch import finish_from_event
+from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_provider_gemini.batch.inputs import PreparedInput
+    from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+# Where the job name is kept across tries (Airflow 3.3's task_state_store). Renaming it would make
+# in-flight retries forget their job, so it stays.
+STATE_KEY = "gemini_batch_name"
+DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED")
+INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
+
+
+class GeminiBatchCreateOperator(BaseOperator):
+    """Validates a batch input, uploads it and creates a Gemini batch job, never twice for one task instance.
+
+    The input is streamed once and checked line by line before anything is paid for. The job's
+    display name carries a deterministic identity (dag, task, run, map index and a fingerprint of
+    the input); a retry, a cleared task or a restarted worker finds that job and re-attaches to it.
+
+    Give exactly one input:
+
+    :param input_path: a JSONL file of ``{"key", "request"}`` lines, local or on any object storage
+        Airflow supports (``s3://``, ``gs://`` ...), read with ``input_conn_id`` (templated).
+    :param records: a list of dicts (or an XComArg); each becomes a request from ``prompt_template``.
+    :param prompt_template: Python format string (``"Describe {name}"``) or a callable(record) -> str.
+    :param key_field: the record field used as the request key.
+    :param requests: a list of GenerateContentRequest dicts, with or without ``{"key", "request"}``.
+    :param input_file_name: an already uploaded ``files/...`` (used as is, not validated).
+
+    Merged into every request that does not set them itself (SDK types or their dict form):
+
+    :param system_instruction: a str or Content.
+    :param generation_config: e.g. ``{"response_mime_type": "application/json", "response_schema": ...}``.
+    :param tools: e.g. ``[{"google_search": {}}]``.
+    :param cached_content: a context cache name, ``cachedContents/...``.
+    :param safety_settings: a list of safety settings.
+
+    :param model: the model, ``gemini-2.5-flash`` or ``models/gemini-2.5-flash`` (templated).
+    :param input_mode: ``auto`` (inline under the 20 MB limit, else a file), ``inline`` or ``file``.
+    :param display_name_prefix: readable start of the job's display name (default ``dag_id.task_id``).
+    :param gemini_conn_id: the Airflow connection to the Gemini API.
+    :param force_rerun: submit a new job even if one with this identity exists.
+    :param reattach_states: states of an existing job that count as "already submitted".
+    :param wait_for_completion: also wait for the job to end (the sensor is the usual way).
+    :param deferrable: when waiting, wait in the triggerer.
+    :param poll_interval: seconds between polls while waiting.
+    :param wait_timeout: seconds to wait at most (None: no limit).
+    :param max_failed_request_ratio: when waiting, share of failed requests tolerated.
+    :param cancel_on_kill: cancel the job when the task is killed while waiting.
+    """
+
+    template_fields: Sequence[str] = (
+        "model",
+        "input_path",
+        "records",
+        "requests",
+        "input_file_name",
+        "display_name_prefix",
+        "system_instruction",
+        "generation_config",
+        "cached_content",
+    )
+    operator_extra_links = (GeminiBatchJobLink(),)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        input_path: Any = None,
+        input_conn_id: str | None = None,
+        records: Any = None,
+        prompt_template: str | Callable[[dict[str, Any]], str] | None = None,
+        key_field: str = "id",
+        requests: Any = None,
+        input_file_name: str | None = None,
+        system_instruction: Any = None,
+        generation_config: Any = None,
+        tools: Any = None,
+        cached_content: str | None = None,
+        safety_settings: Any = None,
+        input_mode: Literal["auto", "inline", "file"] = "auto",
+        display_name_prefix: str | None = None,
+        gemini_conn_id: str = "gemini_default",
+        force_rerun: bool = False,
+        reattach_states: Sequence[str] = DEFAULT_REATTACH_STATES,
+        wait_for_completion: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        wait_timeout: float | None = None,
+        max_failed_request_ratio: float = 0.0,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        given = [
+            name
+            for name, value in zip(INPUT_ARGS, (input_path, records, requests, input_file_name), strict=True)
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(_one_input_message(given))
+        if records is not None and prompt_template is None:
+            raise ValueError(
+                "records need a prompt_template (a format string like 'Describe {name}', or a callable)"
+            )
+        if input_mode not in ("auto", "inline", "file"):
+            raise ValueError(f"input_mode must be 'auto', 'inline' or 'file', not {input_mode!r}")
+        self.model = model
+        self.input_path = input_path
+        self.input_conn_id = input_conn_id
+        self.records = records
+        self.prompt_template = prompt_template
+        self.key_field = key_field
+        self.requests = requests
+        self.input_file_name = input_file_name
+        self.system_instruction = system_instruction
+        self.generation_config = generation_config
+        self.tools = tools
+        self.cached_content = cached_content
+        self.safety_settings = safety_settings
+        self.input_mode = input_mode
+        self.display_name_prefix = display_name_prefix
+        self.gemini_conn_id = gemini_conn_id
+        self.force_rerun = force_rerun
+        self.reattach_states = frozenset(BatchState.parse(s) for s in reattach_states)
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.max_failed_request_ratio = max_failed_request_ratio
+        self.cancel_on_kill = cancel_on_kill
+        self._batch_name: str | None = None
+        self._input_file: str | None = None
+
+    @cached_property
+    def hook(self) -> GeminiHook:
+        from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+        return GeminiHook(gemini_conn_id=self.gemini_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="gemini-batch-") as workdir:
+            # Validation first: nothing below this line runs for an invalid input.
+            prepared = self._prepare(workdir)
+            fingerprint = prepared.fingerprint if prepared else fingerprint_text(str(self.input_file_name))
+            display_name = self._display_name(context, fingerprint)
+            job = None if self.force_rerun else self._find_existing(context, display_name)
+            reattached = job is not None
+            if job is None:
+                job = self._submit(prepared, display_name)
+                self._remember(context, job.name)
+        self._batch_name = job.name
+        GeminiBatchJobLink.persist(context, self._console_url(job.name))
+        result = {
+            "batch_name": job.name,
+            "display_name": display_name,
+            "model": job.model or _model_name(self.model),
+            "state": job.state.value,
+            "request_count": prepared.request_count if prepared else job.stats.request_count,
+            "input_file": self._input_file,
+            "reattached": reattached,
+        }
+        if self.wait_for_completion:
+            return self._wait(job, result)
+        return result
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], result: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired: the create result, with the final state and counts."""
+        job = finish_from_event(BatchEvent.from_payload(event), self.log)
+        return {**result, "state": job["state"], "job": job}
+
+    def on_kill(self) -> None:
+        # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill.
+        if self.cancel_on_kill and self._batch_name:
+            self.log.info("Task killed: cancelling Gemini batch %s", self._batch_name)
+            self.hook.cancel_batch(self._batch_name)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _prepare(self, workdir: str) -> PreparedInput | None:
+        from airflow_provider_gemini.batch import inputs
+
+        if self.input_file_name is not None:
+            self._input_file = self.input_file_name
+            return None
+        options = inputs.RequestOptions(
+            system_instruction=self.system_instruction,
+            generation_config=self.generation_config,
+            tools=self.tools,
+            cached_content=self.cached_content,
+            safety_settings=self.safety_settings,
+        )
+        if self.input_path is not None:
+            source = str(self.input_path)
+            prepared = inputs.prepare_from_lines(
+                self._read_lines(), source=source, options=options, workdir=workdir
+            )
+        elif self.records is not None:
+            source = "records"
+            records = _as_list(self.records, "records")
+            assert self.prompt_template is not None
+            prepared = inputs.prepare_from_records(
+                records,
+                prompt_template=self.prompt_template,
+                key_field=self.key_field,
+                options=options,
+                workdir=workdir,
+                source=source,
+            )
+        else:
+            source = "requests"
+            prepared = inputs.prepare_from_requests(
+                _as_list(self.requests, "requests"), options=options, workdir=workdir, source=source
+            )
+        if self.input_mode == "inline" and not prepared.fits_inline:
+            raise BatchInputError(
+                f"input is {prepared.size_bytes / 1e6:.1f} MB, over the 20 MB inline limit; "
+                "use input_mode='file' or 'auto'",
+                source=source,
+            )
+        self.log.info(
+            "Validated %d requests (%.1f MB) from %s; fingerprint %s",
+            prepared.request_count,
+            prepared.size_bytes / 1e6,
+            source,
+            prepared.fingerprint[:12],
+        )
+        return prepared
+
+    def _read_lines(self) -> Iterator[bytes]:
+        from airflow.sdk import ObjectStoragePath
+
+        path = self.input_path
+        if not isinstance(path, ObjectStoragePath):
+            path = ObjectStoragePath(str(path), conn_id=self.input_conn_id)
+        if not path.exists():
+            raise BatchInputError("no such file", source=str(self.input_path))
+        with path.open("rb") as handle:
+            yield from handle
+
+    # -- identity and re-attaching ---------------------------------------------------------------
+
+    def _display_name(self, context: Context, fingerprint: str) -> str:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        identity = job_identity(self.dag_id, self.task_id, context["run_id"], map_index, fingerprint)
+        prefix = self.display_name_prefix or f"{self.dag_id}.{self.task_id}"
+        return display_name_for(identity, prefix)
+
+    def _find_existing(self, context: Context, display_name: str) -> BatchJobInfo | None:
+        """The job this task instance already submitted for this input, if it is still worth having."""
+        remembered = self._recall(context)
+        if remembered:
+            try:
+                job = self.hook.get_batch(remembered)
+            except GeminiApiError as err:
+                if err.code != 404:
+                    raise
+                job = None
+            if job is not None and job.display_name == display_name and job.state in self.reattach_states:
+                self.log.info("Re-attached to %s (%s), recorded by an earlier try", job.name, job.state.value)
+                return job
+        # The API lookup also finds a job submitted just before a crash, before it was recorded.
+        matches = [
+            j for j in self.hook.list_batches(display_name=display_name) if j.state in self.reattach_states
+        ]
+        if not matches:
+            return None
+        job = max(matches, key=lambda j: j.create_time or "")
+        self.log.info(
+            "Re-attached to %s (%s), found by its display name %s", job.name, job.state.value, display_name
+        )
+        self._remember(context, job.name)
+        return job
+
+    def _recall(self, context: Context) -> str | None:
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        if store is None:
+            return None
+        value = store.get(STATE_KEY)
+        return value if isinstance(value, str) else None
+
+    def _remember(self, context: Context, batch_name: str) -> None:
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        if store is not None:
+            store.set(STATE_KEY, batch_name)
+
+    # -- submitting and waiting ----------------------------------------------------------------
+
+    def _submit(self, prepared: PreparedInput | None, display_name: str) -> BatchJobInfo:
+        if prepared is None:
+            job = self.hook.create_batch(
+                model=self.model, display_name=display_name, file_name=self.input_file_name
+            )
+        elif self.input_mode == "inline" or (self.input_mode == "auto" and prepared.fits_inline):
+            job = self.hook.create_batch(
+                model=self.model, display_name=display_name, inline_requests=prepared.inline_requests()
+            )
+        else:
+            uploaded = self.hook.upload_file(prepared.path, display_name=display_name)
+            self._input_file = uploaded["name"]
+            self.log.info(
+                "Uploaded %s (%d bytes) as %s",
+                prepared.path.rsplit("/", 1)[-1],
+                prepared.size_bytes,
+                uploaded["name"],
+            )
+            job = self.hook.create_batch(
+                model=self.model, display_name=display_name, file_name=uploaded["name"]
+            )
+        self.log.info("Created Gemini batch %s (%s) as %s", job.name, job.state.value, display_name)
+        return job
+
+    def _wait(self, job: BatchJobInfo, result: dict[str, Any]) -> dict[str, Any]:
+        deadline = time.time() + self.wait_timeout if self.wait_timeout else None
+        if self.deferrable and not job.state.is_terminal:
+            self.defer(
+                trigger=GeminiBatchTrigger(
+                    batch_name=job.name,
+                    gemini_conn_id=self.gemini_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                    max_failed_request_ratio=self.max_failed_request_ratio,
+                    cancel_on_kill=self.cancel_on_kill,
+                ),
+                method_name="execute_complete",
+                kwargs={"result": result},
+            )
+        progress = ProgressLog()
+        while True:
+            job = self.hook.get_batch(job.name)
+            if line := progress.update(job):
+                self.log.info(line)
+            if job.state.is_terminal:
+                break
+            if deadline is not None and time.time() >= deadline:
+                raise BatchJobError(
+                    f"Stopped waiting for Gemini batch {job.name}: wait_timeout passed "
+                    "(the job may still be running)",
+                    batch_name=job.name,
+                    state=job.state.value,
+                )
+            time.sleep(self.poll_interval)
+        try:
+            check_outcome(job, self.max_failed_request_ratio)
+        except BatchJobError as err:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(err)) from err
+        summary = job.to_dict()
+        return {**result, "state": summary["state"], "job": summary}
+
+    def _console_url(self, batch_name: str) -> str:
+        return batch_console_url(batch_name, vertexai=False)
+
+
+def _model_name(model: str) -> str:
+    return model if model.startswith("models/") else f"models/{model}"
+
+
+def _as_list(value: Any, name: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if value is None:
+        raise BatchInputError(f"{name} resolved to nothing (None)", source=name)
+    try:
+        return list(value)
+    except TypeError:
+        raise BatchInputError(f"{name} must be a list, not {type(value).__name__}", source=name) from None
+
+
+def _one_input_message(given: list[str]) -> str:
+    options = ", ".join(INPUT_ARGS)
+    if not given:
+        return f"Give one input: one of {options}"
+    return f"Give exactly one input, not {len(given)} ({', '.join(given)}): one of {options}"
