@@ -1,0 +1,57 @@
+"""Run a DAG through real Airflow (``dag.test()``) from source written into the session's dags folder."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import DAGS_FOLDER
+
+
+def write_dag(dag_id: str, source: str) -> None:
+    (DAGS_FOLDER / f"{dag_id}.py").write_text(textwrap.dedent(source))
+
+
+def load_dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(DAGS_FOLDER / f"{dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(dag_id)
+    assert dag is not None, f"{dag_id} not found"
+    return dag
+
+
+def run_dag(
+    dag_id: str, source: str | None = None, *, logical_date: datetime | None = None, **kwargs: Any
+) -> Any:
+    """Write (if given) and run a DAG with ``dag.test()``; returns the DagRun."""
+    if source is not None:
+        write_dag(dag_id, source)
+    dag = load_dag(dag_id)
+    if logical_date is not None:
+        kwargs["logical_date"] = logical_date
+    return dag.test(**kwargs)
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def xcom_values(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run_id).all()
+        return {(row.task_id, row.key): row.value for row in rows}
+
+
+def rendered_fields(dag_id: str, run_id: str) -> list[Any]:
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run_id).all()
+        return [row.rendered_fields for row in rows]

@@ -1,0 +1,54 @@
+"""DAG files the lifecycle tests write into the dags folder and run with ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+HEADER = """
+import datetime
+from airflow.sdk import dag
+from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+"""
+
+
+def create_and_wait(
+    dag_id: str,
+    *,
+    create_kwargs: dict[str, Any],
+    sensor_kwargs: dict[str, Any] | None = None,
+    create_class: str = "GeminiBatchCreateOperator",
+    extra_source: str = "",
+    retries: int = 0,
+) -> str:
+    """A DAG of a create task, and (when sensor_kwargs is given) a sensor on its batch_name."""
+    sensor = ""
+    if sensor_kwargs is not None:
+        sensor = f"""
+    wait = GeminiBatchSensor(
+        task_id="wait",
+        batch_name=create.output["batch_name"],
+        **{_py(sensor_kwargs)},
+    )
+    create >> wait
+"""
+    return f"""{HEADER}
+{extra_source}
+
+@dag(dag_id={dag_id!r}, schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False,
+     default_args={{"retries": {retries}, "retry_delay": datetime.timedelta(seconds=0)}})
+def the_dag():
+    create = {create_class}(task_id="create", model="gemini-2.5-flash", **{_py(create_kwargs)})
+{sensor}
+
+the_dag()
+"""
+
+
+def _py(kwargs: dict[str, Any]) -> str:
+    # JSON is valid Python for the plain values these tests pass (no true/false/null: use repr).
+    return repr(json.loads(json.dumps(kwargs)))
+
+
+RECORDS = [{"id": f"p{i}", "name": f"product {i}"} for i in range(1, 6)]

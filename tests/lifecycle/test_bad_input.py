@@ -1,0 +1,128 @@
+"""Bad input fails the create task with file, line and reason, before any upload or paid call."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.airflow_helpers import load_dag, run_dag, task_states, write_dag
+from tests.conftest import DAGS_FOLDER
+from tests.lifecycle.dag_sources import create_and_wait
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+GOOD = b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
+GOOD_B = b'{"key": "b", "request": {"contents": [{"parts": [{"text": "hello"}]}]}}\n'
+
+SMALL_INLINE_LIMIT = (
+    "import airflow_provider_gemini.batch.inputs as _inputs\n_inputs.MAX_INLINE_BYTES = 200\n"
+)
+
+BAD_FILES = {
+    "bad_json": (GOOD + b'{"key": "b", "request": {"contents": [}\n', "line 2: invalid JSON"),
+    "missing_key": (
+        GOOD + b'{"request": {"contents": [{"parts": [{"text": "x"}]}]}}\n',
+        'line 2: missing "key"',
+    ),
+    "duplicate_key": (GOOD + GOOD_B + GOOD, 'line 3: duplicate key "a" (first seen on line 1)'),
+    "missing_contents": (GOOD + b'{"key": "b", "request": {}}\n', 'line 2: request has no "contents"'),
+    "missing_request": (GOOD + b'{"key": "b"}\n', "line 2:"),
+    "empty_file": (b"", "no requests"),
+    "only_blank_lines": (b"\n\n  \n", "no requests"),
+    "not_utf8": (
+        GOOD + b'{"key": "b", "request": {"contents": [{"parts": [{"text": "caf\xe9"}]}]}}\n',
+        "line 2: not valid UTF-8",
+    ),
+    "not_an_object": (GOOD + b"[1, 2, 3]\n", "line 2:"),
+}
+
+
+def _assert_nothing_paid(emulator):
+    calls = emulator.stats()["calls"]
+    assert calls["upload_starts"] == 0
+    assert calls["uploads"] == 0
+    assert calls["creates"] == 0
+    assert emulator.stats()["jobs_created"] == 0
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_input_file_fails_before_any_paid_call(gemini_emulator, tmp_path, capfd, case):
+    content, expected = BAD_FILES[case]
+    path = tmp_path / f"{case}.jsonl"
+    path.write_bytes(content)
+    dag_id = f"bad_{case}"
+    dag_run = run_dag(dag_id, create_and_wait(dag_id, create_kwargs={"input_path": str(path)}))
+    assert task_states(dag_run) == {"create": "failed"}
+    captured = capfd.readouterr()
+    assert f"{path}" in captured.out + captured.err
+    assert expected in captured.out + captured.err
+    _assert_nothing_paid(gemini_emulator)
+
+
+def test_missing_input_file_is_named(gemini_emulator, tmp_path, capfd):
+    path = tmp_path / "nowhere.jsonl"
+    dag_run = run_dag(
+        "bad_missing_file", create_and_wait("bad_missing_file", create_kwargs={"input_path": str(path)})
+    )
+    assert task_states(dag_run) == {"create": "failed"}
+    captured = capfd.readouterr()
+    assert f"{path}: no such file" in captured.out + captured.err
+    _assert_nothing_paid(gemini_emulator)
+
+
+def test_oversize_input_is_refused(gemini_emulator, tmp_path, capfd):
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(GOOD * 10)
+    # Inline mode on an input over the inline limit: the limit is made small in the DAG file itself,
+    # since the task runs the DAG file's code.
+    source = create_and_wait(
+        "bad_oversize",
+        create_kwargs={"input_path": str(path), "input_mode": "inline"},
+        extra_source=SMALL_INLINE_LIMIT,
+    )
+    dag_run = run_dag("bad_oversize", source)
+    assert task_states(dag_run) == {"create": "failed"}
+    captured = capfd.readouterr()
+    assert "inline limit" in captured.out + captured.err
+    _assert_nothing_paid(gemini_emulator)
+
+
+def test_record_missing_a_template_field(gemini_emulator, capfd):
+    records = [{"id": "1", "name": "a"}, {"id": "2"}]
+    kwargs = {"records": records, "prompt_template": "Describe {name}", "key_field": "id"}
+    dag_run = run_dag("bad_record", create_and_wait("bad_record", create_kwargs=kwargs))
+    assert task_states(dag_run) == {"create": "failed"}
+    captured = capfd.readouterr()
+    assert "record 2" in captured.out + captured.err
+    assert "name" in captured.out + captured.err
+    _assert_nothing_paid(gemini_emulator)
+
+
+def test_request_without_contents_in_a_request_list(gemini_emulator, capfd):
+    kwargs = {"requests": [{"contents": [{"parts": [{"text": "ok"}]}]}, {"generationConfig": {}}]}
+    dag_run = run_dag("bad_requests", create_and_wait("bad_requests", create_kwargs=kwargs))
+    assert task_states(dag_run) == {"create": "failed"}
+    captured = capfd.readouterr()
+    assert 'request has no "contents"' in captured.out + captured.err
+    _assert_nothing_paid(gemini_emulator)
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "kwargs", "expected"),
+    [
+        ("bad_two_inputs", {"input_path": "a.jsonl", "requests": [{"contents": []}]}, "exactly one input"),
+        ("bad_no_input", {}, "Give one input"),
+        ("bad_no_template", {"records": [{"id": 1}]}, "records need a prompt_template"),
+    ],
+)
+def test_wrong_arguments_are_a_dag_import_error(gemini_emulator, dag_id, kwargs, expected):
+    from airflow.dag_processing.dagbag import DagBag
+
+    write_dag(dag_id, create_and_wait(dag_id, create_kwargs=kwargs))
+    try:
+        bag = DagBag(str(DAGS_FOLDER / f"{dag_id}.py"))
+        assert expected in "".join(bag.import_errors.values())
+        with pytest.raises(AssertionError):
+            load_dag(dag_id)
+    finally:
+        (DAGS_FOLDER / f"{dag_id}.py").unlink()
+    _assert_nothing_paid(gemini_emulator)

@@ -1,0 +1,111 @@
+"""Every way a job ends is handled: failed, expired, cancelled, and partial request failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_gemini.hooks.gemini import GeminiHook
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+from tests.lifecycle.dag_sources import RECORDS, create_and_wait
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+RECORD_INPUT = {"records": RECORDS, "prompt_template": "Describe {name}.", "key_field": "id"}
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "poke"])
+@pytest.mark.parametrize(
+    ("outcome", "error", "expected"),
+    [
+        (
+            "FAILED",
+            "The model is overloaded in this region",
+            "failed: The model is overloaded in this region",
+        ),
+        ("EXPIRED", None, "expired before it finished"),
+    ],
+)
+def test_failed_and_expired_jobs_fail_the_sensor_with_the_jobs_text(
+    gemini_emulator, capfd, deferrable, outcome, error, expected
+):
+    gemini_emulator.configure(running_seconds=0.6, job_outcome=outcome, job_error=error)
+    dag_id = f"lc_end_{outcome.lower()}_{deferrable}"
+    source = create_and_wait(
+        dag_id, create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": deferrable, "poke_interval": 0.2}
+    )
+    dag_run = run_dag(dag_id, source)
+    assert task_states(dag_run) == {"create": "success", "wait": "failed"}
+    captured = capfd.readouterr()
+    assert expected in captured.out + captured.err
+
+
+def test_cancelled_job_fails_the_sensor(gemini_emulator, capfd):
+    gemini_emulator.configure(running_seconds=30)
+    hook = GeminiHook()
+    job = hook.create_batch(
+        model="gemini-2.5-flash",
+        display_name="to-cancel",
+        inline_requests=[{"request": {"contents": [{"parts": [{"text": "hi"}]}]}, "metadata": {"key": "a"}}],
+    )
+    hook.cancel_batch(job.name)
+    source = f"""
+import datetime
+from airflow.sdk import dag
+from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+
+@dag(dag_id="lc_cancelled", schedule=None, start_date=datetime.datetime(2024, 1, 1))
+def the_dag():
+    GeminiBatchSensor(task_id="wait", batch_name={job.name!r}, deferrable=True, poke_interval=0.2)
+
+the_dag()
+"""
+    dag_run = run_dag("lc_cancelled", source)
+    assert task_states(dag_run) == {"wait": "failed"}
+    captured = capfd.readouterr()
+    assert f"Gemini batch {job.name} was cancelled" in captured.out + captured.err
+
+
+@pytest.mark.parametrize(("ratio", "expected_state"), [(0.0, "failed"), (0.5, "success")])
+def test_partial_request_failures_are_judged_by_the_ratio(gemini_emulator, capfd, ratio, expected_state):
+    gemini_emulator.configure(failed_key_pattern="^p[12]$")  # 2 of 5 requests fail
+    dag_id = f"lc_partial_{expected_state}"
+    source = create_and_wait(
+        dag_id,
+        create_kwargs=RECORD_INPUT,
+        sensor_kwargs={"deferrable": True, "poke_interval": 0.2, "max_failed_request_ratio": ratio},
+    )
+    dag_run = run_dag(dag_id, source)
+    assert task_states(dag_run)["wait"] == expected_state
+    if expected_state == "failed":
+        captured = capfd.readouterr()
+        assert "2 of 5 requests failed (40.0%)" in captured.out + captured.err
+    else:
+        assert xcom_values(dag_id, dag_run.run_id)[("wait", "return_value")]["stats"]["failed"] == 2
+
+
+def test_waits_survive_a_third_of_gets_failing(gemini_emulator):
+    gemini_emulator.configure(running_seconds=1.0)
+    gemini_emulator.add_fault(operations=["gets"], status=503, rate=0.3)
+    source = f"""
+import datetime
+from airflow.sdk import dag
+from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+
+@dag(dag_id="lc_flaky", schedule=None, start_date=datetime.datetime(2024, 1, 1))
+def the_dag():
+    create = GeminiBatchCreateOperator(task_id="create", model="gemini-2.5-flash", records={RECORDS!r},
+                                       prompt_template="Describe {{name}}", key_field="id")
+    deferred = GeminiBatchSensor(task_id="deferred", batch_name=create.output["batch_name"],
+                                 deferrable=True, poke_interval=0.1)
+    poking = GeminiBatchSensor(task_id="poking", batch_name=create.output["batch_name"],
+                               deferrable=False, poke_interval=0.1)
+    create >> [deferred, poking]
+
+the_dag()
+"""
+    dag_run = run_dag("lc_flaky", source)
+    assert task_states(dag_run) == {"create": "success", "deferred": "success", "poking": "success"}
+    stats = gemini_emulator.stats()
+    assert stats["jobs_created"] == 1
+    assert stats["calls"]["gets"] > 5  # the faults were really met
