@@ -1,0 +1,602 @@
+"""The emulator's HTTP face: the Developer API's batch and file protocol, and the ``/_emulator/`` controls.
+
+Paths are matched on their tail, so any API version (``v1``, ``v1beta``) and any base-path prefix work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from airflow_provider_gemini.testing._state import (
+    DEFAULT_SETTINGS,
+    Emulated,
+    Fault,
+    Job,
+    RequestItem,
+    answer,
+    new_id,
+    now_iso,
+)
+
+CHUNK = 1 << 20
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+Handler = Callable[[Request, "Emulator", re.Match[str]], Awaitable[Any]]
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS_NAMES.get(code, "UNKNOWN")
+
+
+def error_response(code: int, message: str, status: str | None = None) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
+    }
+    return JSONResponse(body, status_code=code)
+
+
+class BodyStream:
+    """Streams a body with its full Content-Length; with ``cut_after``, drops the connection after that
+    many bytes, as a network failure mid-download would."""
+
+    def __init__(
+        self,
+        body_iter: Any,
+        *,
+        length: int,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        cut_after: int | None = None,
+    ) -> None:
+        self.body_iter = body_iter
+        self.length = length
+        self.status = status
+        self.headers = headers or {}
+        self.cut_after = cut_after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", str(self.length).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        sent = 0
+        async for chunk in self.body_iter:
+            if self.cut_after is not None:
+                chunk = chunk[: max(0, self.cut_after - sent)]
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            if self.cut_after is not None and sent >= self.cut_after:
+                raise ConnectionAbortedError("emulated dropped connection")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _camel(data: dict[str, Any] | None, *names: str) -> Any:
+    if not isinstance(data, dict):
+        return None
+    for name in names:
+        if name in data:
+            return data[name]
+    return None
+
+
+class Emulator:
+    """Request handlers over one :class:`Emulated` state."""
+
+    def __init__(self, state: Emulated) -> None:
+        self.state = state
+        self.fault: Fault | None = None  # the fault picked for the call being handled
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def url_for(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def check_key(self, request: Request) -> None:
+        key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+        if not key:
+            raise ApiError(
+                403,
+                "Method doesn't allow unregistered callers (callers without established identity). "
+                "Please use API Key or other form of API consumer identity to call this API.",
+            )
+        if self.state.api_key is not None and key != self.state.api_key:
+            raise ApiError(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT")
+
+    async def run(
+        self,
+        request: Request,
+        operation: str,
+        handler: Handler,
+        match: re.Match[str],
+        *,
+        needs_key: bool = True,
+    ) -> Response:
+        state = self.state
+        state.calls[operation] += 1
+        latency = float(state.settings.get("latency_seconds") or 0)
+        if latency:
+            await asyncio.sleep(latency)
+        fault = state.pick_fault(operation)
+        try:
+            if needs_key:
+                self.check_key(request)
+            if fault is not None:
+                if fault.delay_seconds:
+                    await asyncio.sleep(fault.delay_seconds)
+                if fault.status:
+                    raise ApiError(fault.status, f"Emulated fault: HTTP {fault.status} for {operation}")
+                if fault.drop:
+                    return BodyStream(_one(b"{}"), length=100, cut_after=0)  # type: ignore[return-value]
+            self.fault = fault
+            result = await handler(request, self, match)
+        except ApiError as err:
+            return error_response(err.code, err.message, err.status)
+        if isinstance(result, (Response, BodyStream)):
+            return result  # type: ignore[return-value]
+        return JSONResponse(result)
+
+    def job(self, job_id: str) -> Job:
+        job = self.state.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"Batch batches/{job_id} not found.")
+        return job
+
+    def stored(self, file_id: str):
+        stored = self.state.files.get(file_id)
+        if stored is None:
+            raise ApiError(404, f"File files/{file_id} not found.")
+        return stored
+
+    # -- jobs as resources ---------------------------------------------------------------------
+
+    async def settle(self, job: Job) -> None:
+        """Record the outcome (and write the output) the first time a job is seen finished."""
+        state = self.state.state_of(job)
+        if job.final_state or state in ("PENDING", "RUNNING"):
+            return
+        if state == "SUCCEEDED":
+            if job.inline:
+                job.inline_output = [
+                    {**answer(job, item), "metadata": item.metadata or {"key": item.key}}
+                    for item in job.items or []
+                ]
+            else:
+                job.output_file = await asyncio.to_thread(self.write_results, job)
+            self.state.end(job, "SUCCEEDED")
+        elif state == "FAILED":
+            self.state.end(job, "FAILED", job.outcome_error or "The batch failed (emulated).")
+        else:
+            self.state.end(job, state, job.outcome_error)
+
+    def write_results(self, job: Job) -> str:
+        out = Path(tempfile.mkstemp(dir=self.state.data_dir, prefix=".out-")[1])
+        with open(out, "w", encoding="utf-8") as sink:
+            for item in iter_file_items(self.state, job.input_file or ""):
+                line = {"key": item.key, **answer(job, item)}
+                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+        stored = self.state.add_file(
+            out,
+            display_name=f"{job.display_name or job.id}-results",
+            mime_type="application/jsonl",
+            source="GENERATED",
+        )
+        return stored.name
+
+    def resource(self, job: Job) -> dict[str, Any]:
+        state = self.state.state_of(job)
+        ok, failed, pending = self.state.progress(job)
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "name": job.name,
+            "displayName": job.display_name or "",
+            "model": job.model,
+            "state": f"BATCH_STATE_{state}",
+            "createTime": now_iso(job.created),
+            "updateTime": now_iso(job.ended or job.created),
+            "batchStats": {
+                "requestCount": str(job.request_count),
+                "successfulRequestCount": str(ok),
+                "failedRequestCount": str(failed),
+                "pendingRequestCount": str(pending),
+            },
+        }
+        data: dict[str, Any] = {"name": job.name, "metadata": metadata, "done": job.final_state is not None}
+        if job.ended:
+            metadata["endTime"] = now_iso(job.ended)
+        if job.final_state == "SUCCEEDED":
+            if job.inline:
+                key = "inlinedEmbedContentResponses" if job.kind == "embed" else "inlinedResponses"
+                output: dict[str, Any] = {key: {"inlinedResponses": job.inline_output or []}}
+            else:
+                output = {"responsesFile": job.output_file}
+            metadata["output"] = output
+            data["response"] = {
+                "@type": metadata["@type"].replace("GenerateContentBatch", "GenerateContentBatchOutput"),
+                **output,
+            }
+        elif job.final_state in ("FAILED", "EXPIRED", "CANCELLED") and job.final_error:
+            code = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1}[job.final_state]
+            data["error"] = {"code": code, "message": job.final_error, "status": _rpc_status(code)}
+        return data
+
+
+def _rpc_status(code: int) -> str:
+    return {1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 13: "INTERNAL"}.get(code, "UNKNOWN")
+
+
+async def _one(body: bytes):
+    yield body
+
+
+def parse_line(raw: bytes, index: int, state: Emulated) -> RequestItem:
+    try:
+        line = json.loads(raw)
+        request = line.get("request") if isinstance(line, dict) else None
+        key = (
+            str(line.get("key") or f"request-{index:06d}")
+            if isinstance(line, dict)
+            else f"request-{index:06d}"
+        )
+    except (ValueError, UnicodeDecodeError):
+        return RequestItem(
+            key=f"request-{index:06d}", metadata=None, request=None, failure="Invalid JSON in input line"
+        )
+    if not isinstance(request, dict):
+        return RequestItem(key=key, metadata=None, request=None, failure="Input line has no request object")
+    return RequestItem(key=key, metadata=None, request=request, failure=state.request_failure(key))
+
+
+def iter_file_items(state: Emulated, file_name: str):
+    index = 0
+    with open(state.blob(file_name.removeprefix("files/")), "rb") as source:
+        for raw in source:
+            if raw.strip():
+                index += 1
+                yield parse_line(raw, index, state)
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+async def upload_start(request: Request, emu: Emulator, match: re.Match[str]) -> Response:
+    if request.headers.get("x-goog-upload-protocol", "").lower() != "resumable":
+        raise ApiError(
+            400, "Only the resumable upload protocol is emulated (X-Goog-Upload-Protocol: resumable)."
+        )
+    body = await request.json() if await request.body() else {}
+    meta = body.get("file") or {}
+    upload_id = new_id() + new_id()
+    fd, path = tempfile.mkstemp(dir=emu.state.data_dir, prefix=".upload-")
+    os.close(fd)
+    emu.state.uploads[upload_id] = {
+        "path": path,
+        "display_name": _camel(meta, "displayName", "display_name"),
+        "mime_type": _camel(meta, "mimeType", "mime_type"),
+        "received": 0,
+    }
+    prefix = match.group("prefix") or ""
+    url = f"{emu.url_for(request)}/{prefix}_upload/{upload_id}"
+    return JSONResponse({}, headers={"X-Goog-Upload-URL": url, "X-Goog-Upload-Status": "active"})
+
+
+async def upload_chunk(request: Request, emu: Emulator, match: re.Match[str]) -> Response:
+    upload = emu.state.uploads.get(match.group("id"))
+    if upload is None:
+        raise ApiError(404, "Upload session not found or already finished.")
+    command = request.headers.get("x-goog-upload-command", "")
+    with open(upload["path"], "ab") as sink:
+        async for chunk in request.stream():
+            sink.write(chunk)
+            upload["received"] += len(chunk)
+    if "finalize" not in command:
+        return JSONResponse({}, headers={"X-Goog-Upload-Status": "active"})
+    emu.state.uploads.pop(match.group("id"))
+    emu.state.calls["uploads"] += 1
+    stored = emu.state.add_file(
+        Path(upload["path"]),
+        display_name=upload["display_name"],
+        mime_type=upload["mime_type"],
+        source="UPLOADED",
+    )
+    return JSONResponse(
+        {"file": stored.resource(emu.url_for(request))}, headers={"X-Goog-Upload-Status": "final"}
+    )
+
+
+async def file_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    return emu.stored(match.group("id")).resource(emu.url_for(request))
+
+
+async def file_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    emu.stored(match.group("id"))
+    emu.state.delete_file(match.group("id"))
+    return {}
+
+
+async def file_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    files = sorted(emu.state.files.values(), key=lambda f: f.created, reverse=True)
+    page, token = _page(files, request)
+    out: dict[str, Any] = {"files": [f.resource(emu.url_for(request)) for f in page]}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
+async def file_download(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    stored = emu.stored(match.group("id"))
+    if stored.source != "GENERATED":
+        raise ApiError(400, "Only generated files can be downloaded; uploaded files cannot.")
+    path = emu.state.blob(stored.id)
+    start = 0
+    status = 200
+    headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+    ranged = re.fullmatch(r"bytes=(\d+)-", request.headers.get("range", ""))
+    if ranged:
+        start = min(int(ranged.group(1)), stored.size)
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stored.size - 1}/{stored.size}"
+    fault = emu.fault
+    delay = fault.chunk_delay_seconds if fault else 0.0
+    body = _read_file(path, start, delay)
+    length = stored.size - start
+    if fault is not None and fault.drop_after_bytes is not None:
+        return BodyStream(
+            body, length=length, status=status, headers=headers, cut_after=fault.drop_after_bytes
+        )
+    return BodyStream(body, length=length, status=status, headers=headers)
+
+
+async def _read_file(path: Path, start: int, delay: float):
+    with open(path, "rb") as source:
+        source.seek(start)
+        while chunk := source.read(CHUNK if not delay else 16 * 1024):
+            yield chunk
+            if delay:
+                await asyncio.sleep(delay)
+
+
+def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[RequestItem]:
+    items = []
+    for index, raw in enumerate(raw_items, start=1):
+        raw = raw if isinstance(raw, dict) else {}
+        metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
+        key = str((metadata or {}).get("key") or f"request-{index:06d}")
+        request = raw.get("request")
+        failure = None if isinstance(request, dict) else "Request is missing"
+        if failure is None and not embed and not _camel(request, "contents"):
+            failure = "* GenerateContentRequest.contents: contents is not specified"
+        items.append(
+            RequestItem(
+                key=key, metadata=metadata, request=request, failure=failure or emu.state.request_failure(key)
+            )
+        )
+    return items
+
+
+async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *, embed: bool = False) -> Any:
+    body = await request.json()
+    batch = _camel(body, "batch") or {}
+    config = _camel(batch, "inputConfig", "input_config") or {}
+    model = f"models/{match.group('model')}"
+    display_name = _camel(batch, "displayName", "display_name")
+    file_name = _camel(config, "fileName", "file_name")
+    inline = _camel(config, "requests")
+    if isinstance(inline, dict):
+        inline = _camel(inline, "requests")
+    if (file_name is None) == (inline is None):
+        raise ApiError(400, "Exactly one of input_config.file_name or input_config.requests must be set.")
+    kind = "embed" if embed else "generate"
+    if inline is not None:
+        items = _inline_items(emu, list(inline), embed=embed)
+        job = emu.state.new_job(
+            kind=kind,
+            model=model,
+            display_name=display_name,
+            items=items,
+            input_file=None,
+            request_count=len(items),
+            failed_count=sum(1 for i in items if i.failure),
+        )
+    else:
+        stored = emu.stored(str(file_name).removeprefix("files/"))
+        count = failed = 0
+        for item in await asyncio.to_thread(lambda: list(iter_file_items(emu.state, stored.name))):
+            count += 1
+            failed += 1 if item.failure else 0
+        job = emu.state.new_job(
+            kind=kind,
+            model=model,
+            display_name=display_name,
+            items=None,
+            input_file=stored.name,
+            request_count=count,
+            failed_count=failed,
+        )
+    await emu.settle(job)  # a zero-second clock ends the job at once
+    return emu.resource(job)
+
+
+async def embed_batch(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    return await create_batch(request, emu, match, embed=True)
+
+
+async def batch_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    job = emu.job(match.group("id"))
+    await emu.settle(job)
+    return emu.resource(job)
+
+
+async def batch_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    jobs = sorted(emu.state.jobs.values(), key=lambda j: j.created, reverse=True)
+    page, token = _page(jobs, request)
+    for job in page:
+        await emu.settle(job)
+    out: dict[str, Any] = {"operations": [emu.resource(j) for j in page]}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
+async def batch_cancel(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    job = emu.job(match.group("id"))
+    await emu.settle(job)
+    if job.final_state:
+        raise ApiError(
+            400,
+            f"Batch {job.name} is already {job.final_state} and cannot be cancelled.",
+            "FAILED_PRECONDITION",
+        )
+    emu.state.end(job, "CANCELLED", None)
+    return {}
+
+
+async def batch_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    job = emu.job(match.group("id"))
+    emu.state.jobs.pop(job.id)
+    emu.state.save()
+    return {}
+
+
+def _page(items: list[Any], request: Request) -> tuple[list[Any], str | None]:
+    size = int(request.query_params.get("pageSize") or request.query_params.get("page_size") or 50)
+    start = int(request.query_params.get("pageToken") or request.query_params.get("page_token") or 0)
+    size = max(1, min(size, 1000))
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else None)
+
+
+API_ROUTES: list[tuple[str, str, str, Handler]] = [
+    ("POST", r"(?P<prefix>(?:.*/)?)upload/[^/]+/files", "upload_starts", upload_start),
+    ("GET", r"(?:.*/)?(?:download/)?[^/]+/files/(?P<id>[^/:]+):download", "downloads", file_download),
+    ("GET", r"(?:.*/)?[^/]+/files/(?P<id>[^/:]+)", "file_gets", file_get),
+    ("DELETE", r"(?:.*/)?[^/]+/files/(?P<id>[^/:]+)", "file_deletes", file_delete),
+    ("GET", r"(?:.*/)?[^/]+/files", "file_lists", file_list),
+    ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):batchGenerateContent", "creates", create_batch),
+    ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):asyncBatchEmbedContent", "embed_creates", embed_batch),
+    ("POST", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+):cancel", "cancels", batch_cancel),
+    ("GET", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "gets", batch_get),
+    ("DELETE", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "deletes", batch_delete),
+    ("GET", r"(?:.*/)?[^/]+/batches", "lists", batch_list),
+]
+UPLOAD_ROUTE = re.compile(r"(?:.*/)?_upload/(?P<id>[A-Za-z0-9]+)")
+COMPILED = [(method, re.compile(pattern), op, handler) for method, pattern, op, handler in API_ROUTES]
+
+
+# -- control API -------------------------------------------------------------------------------
+
+
+async def control(request: Request, emu: Emulator, action: str) -> Response:
+    state = emu.state
+    method = request.method
+    if action == "reset" and method == "POST":
+        state.reset()
+        return JSONResponse({})
+    if action == "stats" and method == "GET":
+        return JSONResponse(state.stats())
+    if action == "config":
+        if method == "POST":
+            updates = await request.json()
+            unknown = set(updates) - set(DEFAULT_SETTINGS)
+            if unknown:
+                return error_response(400, f"Unknown settings: {sorted(unknown)}")
+            state.settings.update(updates)
+        return JSONResponse(state.settings)
+    if action == "faults":
+        if method == "POST":
+            raw = await request.json()
+            known = {f.name for f in fields(Fault)}
+            if set(raw) - known:
+                return error_response(400, f"Unknown fault fields: {sorted(set(raw) - known)}")
+            state.faults.append(Fault(**raw))
+        elif method == "DELETE":
+            state.faults.clear()
+        return JSONResponse({"faults": [asdict(f) for f in state.faults]})
+    if action == "files:synthesize" and method == "POST":
+        raw = await request.json()
+        stored = await asyncio.to_thread(
+            synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000))
+        )
+        return JSONResponse(stored.resource(emu.url_for(request)))
+    outcome = re.fullmatch(r"batches/(?P<id>[^/:]+):outcome", action)
+    if outcome and method == "POST":
+        job = state.jobs.get(outcome.group("id"))
+        if job is None:
+            return error_response(404, f"Batch batches/{outcome.group('id')} not found.")
+        raw = await request.json()
+        target = str(raw["state"]).upper().removeprefix("BATCH_STATE_")
+        if target == "SUCCEEDED":
+            job.pending_seconds = job.running_seconds = 0
+            job.outcome = "SUCCEEDED"
+            await emu.settle(job)
+        else:
+            state.end(job, target, raw.get("error"))
+        return JSONResponse(emu.resource(job))
+    return error_response(404, f"No emulator control {method} {action}")
+
+
+def synthesize(state: Emulated, size_bytes: int, line_bytes: int):
+    """A result-shaped JSONL file of at least ``size_bytes``, written fast from one rendered block."""
+    filler = "x" * max(1, line_bytes - 200)
+    template = (
+        '{"key": "k%010d", "response": {"candidates": [{"content": {"parts": [{"text": "' + filler + '"}], '
+        '"role": "model"}, "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 10, '
+        '"candidatesTokenCount": 20, "totalTokenCount": 30}}}\n'
+    )
+    fd, path = tempfile.mkstemp(dir=state.data_dir, prefix=".synth-")
+    written = index = 0
+    with os.fdopen(fd, "wb") as sink:
+        while written < size_bytes:
+            block = "".join(template % (index + i) for i in range(1000)).encode()
+            sink.write(block)
+            written += len(block)
+            index += 1000
+    return state.add_file(
+        Path(path), display_name="synthesized-results", mime_type="application/jsonl", source="GENERATED"
+    )
+
+
+def build_app(state: Emulated) -> Starlette:
+    emu = Emulator(state)
+
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path.lstrip("/")
+        if "_emulator/" in path:
+            return await control(request, emu, path.split("_emulator/", 1)[1])
+        if request.method == "POST" and (m := UPLOAD_ROUTE.fullmatch(path)):
+            return await emu.run(request, "upload_chunks", upload_chunk, m, needs_key=False)
+        for method, pattern, operation, handler in COMPILED:
+            if request.method == method and (m := pattern.fullmatch(path)):
+                return await emu.run(request, operation, handler, m)
+        return error_response(404, f"Method not found: {request.method} /{path}")
+
+    methods = ["GET", "POST", "DELETE", "PATCH", "PUT"]
+    return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)])

@@ -1,0 +1,111 @@
+"""Deterministic model answers for the emulator: text, token counts, structured output, embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+CHARS_PER_TOKEN = 4
+
+
+def tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def _get(mapping: dict[str, Any] | None, *names: str) -> Any:
+    if not isinstance(mapping, dict):
+        return None
+    for name in names:
+        if name in mapping:
+            return mapping[name]
+    return None
+
+
+def prompt_text(request: dict[str, Any]) -> str:
+    """All text parts of a GenerateContentRequest's contents, joined."""
+    texts: list[str] = []
+    for content in _get(request, "contents") or []:
+        for part in _get(content, "parts") or []:
+            text = _get(part, "text")
+            if isinstance(text, str):
+                texts.append(text)
+    return "\n".join(texts)
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def answer_text(prompt: str) -> str:
+    """A short, stable answer that visibly depends on the prompt."""
+    words = prompt.split()
+    head = " ".join(words[:12])
+    return f"[emulated {_digest(prompt) % 100000:05d}] {head}".strip()
+
+
+def generate_content_response(request: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """A valid GenerateContentResponse for a request."""
+    prompt = prompt_text(request)
+    config = _get(request, "generationConfig", "generation_config") or {}
+    mime = _get(config, "responseMimeType", "response_mime_type")
+    schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
+    if mime == "application/json" and isinstance(schema, dict):
+        text = json.dumps(value_for_schema(schema, prompt, "root"), ensure_ascii=False)
+    elif mime == "application/json":
+        text = json.dumps({"answer": answer_text(prompt)})
+    else:
+        text = answer_text(prompt)
+    usage = {
+        "promptTokenCount": tokens(prompt),
+        "candidatesTokenCount": tokens(text),
+        "totalTokenCount": tokens(prompt) + tokens(text),
+    }
+    if _get(request, "cachedContent", "cached_content"):
+        usage["cachedContentTokenCount"] = max(1, usage["promptTokenCount"] // 2)
+    return {
+        "candidates": [
+            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": usage,
+        "modelVersion": model.removeprefix("models/"),
+        "responseId": f"emu-{_digest(prompt + model) % 10**12:012d}",
+    }
+
+
+def value_for_schema(schema: dict[str, Any], prompt: str, path: str) -> Any:
+    """A value conforming to an OpenAPI-style (``"OBJECT"``) or JSON Schema (``"object"``) schema."""
+    seed = _digest(f"{prompt}|{path}")
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[seed % len(enum)]
+    kind = schema.get("type")
+    if isinstance(kind, list):  # JSON Schema unions like ["string", "null"]
+        kind = next((k for k in kind if str(k).lower() != "null"), "string")
+    kind = str(kind or ("object" if "properties" in schema else "string")).lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: value_for_schema(sub or {}, prompt, f"{path}.{name}") for name, sub in props.items()}
+    if kind == "array":
+        items = schema.get("items") or {}
+        count = max(int(schema.get("minItems") or 1), 1 + seed % 2)
+        return [value_for_schema(items, prompt, f"{path}[{i}]") for i in range(count)]
+    if kind == "integer":
+        low = int(schema.get("minimum", 0))
+        high = int(schema.get("maximum", low + 100))
+        return low + seed % (high - low + 1)
+    if kind == "number":
+        low = float(schema.get("minimum", 0.0))
+        high = float(schema.get("maximum", low + 1.0))
+        return round(low + (seed % 1000) / 1000 * (high - low), 3)
+    if kind == "boolean":
+        return bool(seed % 2)
+    words = prompt.split()
+    name = path.rsplit(".", 1)[-1]
+    return f"{name}: {' '.join(words[:6])}".strip() if words else name
+
+
+def embedding(text: str, dims: int = 8) -> list[float]:
+    raw = hashlib.sha256(text.encode()).digest()
+    return [round((b - 128) / 128, 4) for b in raw[:dims]]

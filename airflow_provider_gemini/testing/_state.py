@@ -1,0 +1,353 @@
+"""The emulator's memory: files on disk, batch jobs on a clock, settings, faults and call counts.
+
+Everything here runs in the server's event loop thread; nothing is shared with other threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_gemini.testing import _responses
+
+CALL_NAMES = (
+    "upload_starts",
+    "upload_chunks",
+    "uploads",
+    "file_gets",
+    "file_lists",
+    "file_deletes",
+    "downloads",
+    "creates",
+    "embed_creates",
+    "gets",
+    "lists",
+    "cancels",
+    "deletes",
+)
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "pending_seconds": 0.0,
+    "running_seconds": 0.0,
+    "expire_seconds": 48 * 3600.0,
+    "failed_request_ratio": 0.0,
+    "failed_key_pattern": None,
+    "job_outcome": "SUCCEEDED",
+    "job_error": None,
+    "latency_seconds": 0.0,
+}
+FILE_TTL = timedelta(hours=48)
+
+
+def now_iso(at: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass
+class StoredFile:
+    id: str
+    display_name: str | None
+    mime_type: str | None
+    size: int
+    sha256: str
+    created: float
+    source: str  # UPLOADED or GENERATED
+
+    @property
+    def name(self) -> str:
+        return f"files/{self.id}"
+
+    def resource(self, base_url: str) -> dict[str, Any]:
+        data = {
+            "name": self.name,
+            "mimeType": self.mime_type or "application/octet-stream",
+            "sizeBytes": str(self.size),
+            "createTime": now_iso(self.created),
+            "updateTime": now_iso(self.created),
+            "expirationTime": now_iso(self.created + FILE_TTL.total_seconds()),
+            "sha256Hash": self.sha256,
+            "uri": f"{base_url}/v1beta/files/{self.id}",
+            "state": "ACTIVE",
+            "source": self.source,
+        }
+        if self.display_name:
+            data["displayName"] = self.display_name
+        if self.source == "GENERATED":
+            data["downloadUri"] = f"{base_url}/download/v1beta/files/{self.id}:download?alt=media"
+        return data
+
+
+@dataclass
+class RequestItem:
+    key: str
+    metadata: dict[str, Any] | None
+    request: dict[str, Any] | None
+    failure: str | None  # why this request fails, decided when the job is created
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # generate or embed
+    model: str
+    display_name: str | None
+    created: float
+    pending_seconds: float
+    running_seconds: float
+    expire_seconds: float
+    outcome: str
+    outcome_error: str | None
+    inline: bool
+    input_file: str | None
+    request_count: int
+    failed_count: int
+    items: list[RequestItem] | None = None  # inline jobs only
+    ended: float | None = None
+    final_state: str | None = None
+    final_error: str | None = None
+    output_file: str | None = None
+    inline_output: list[dict[str, Any]] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"batches/{self.id}"
+
+
+@dataclass
+class Fault:
+    operations: list[str] | None = None
+    status: int | None = None
+    drop: bool = False
+    drop_after_bytes: int | None = None
+    delay_seconds: float = 0.0
+    chunk_delay_seconds: float = 0.0
+    rate: float = 1.0
+    count: int | None = None
+
+
+@dataclass
+class Emulated:
+    """All state of one emulator; ``data_dir`` keeps files and jobs across a restart."""
+
+    data_dir: Path
+    api_key: str | None = None
+    settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_NAMES, 0))
+    jobs_created: int = 0
+    files_created: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(20261125))
+
+    def __post_init__(self) -> None:
+        (self.data_dir / "files").mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "state.json"
+
+    def blob(self, file_id: str) -> Path:
+        return self.data_dir / "files" / file_id
+
+    def save(self) -> None:
+        data = {
+            "files": [asdict(f) for f in self.files.values()],
+            "jobs": [asdict(j) for j in self.jobs.values()],
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".state-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        if not self.state_path.exists():
+            return
+        data = json.loads(self.state_path.read_text())
+        for raw in data.get("files", []):
+            stored = StoredFile(**raw)
+            self.files[stored.id] = stored
+        for raw in data.get("jobs", []):
+            items = raw.pop("items", None)
+            job = Job(**raw, items=[RequestItem(**i) for i in items] if items is not None else None)
+            self.jobs[job.id] = job
+
+    def reset(self) -> None:
+        for stored in list(self.files.values()):
+            self.blob(stored.id).unlink(missing_ok=True)
+        for upload in self.uploads.values():
+            Path(upload["path"]).unlink(missing_ok=True)
+        self.files.clear()
+        self.jobs.clear()
+        self.uploads.clear()
+        self.faults.clear()
+        self.settings = dict(DEFAULT_SETTINGS)
+        self.calls = dict.fromkeys(CALL_NAMES, 0)
+        self.jobs_created = self.files_created = 0
+        self.rng = random.Random(20261125)
+        self.save()
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def add_file(
+        self, path: Path, *, display_name: str | None, mime_type: str | None, source: str
+    ) -> StoredFile:
+        file_id = new_id()
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        os.replace(path, self.blob(file_id))
+        stored = StoredFile(
+            id=file_id,
+            display_name=display_name,
+            mime_type=mime_type,
+            size=self.blob(file_id).stat().st_size,
+            sha256=digest.hexdigest(),
+            created=time.time(),
+            source=source,
+        )
+        self.files[file_id] = stored
+        self.files_created += 1
+        self.save()
+        return stored
+
+    def delete_file(self, file_id: str) -> None:
+        self.files.pop(file_id)
+        self.blob(file_id).unlink(missing_ok=True)
+        self.save()
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def request_failure(self, key: str) -> str | None:
+        pattern = self.settings.get("failed_key_pattern")
+        if pattern and re.search(pattern, key):
+            return f"Request {key} failed (emulated: key matches {pattern!r})"
+        ratio = float(self.settings.get("failed_request_ratio") or 0.0)
+        if ratio > 0:
+            bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") / 2**32
+            if bucket < ratio:
+                return f"Request {key} failed (emulated failure ratio {ratio})"
+        return None
+
+    def new_job(
+        self,
+        *,
+        kind: str,
+        model: str,
+        display_name: str | None,
+        items: list[RequestItem] | None,
+        input_file: str | None,
+        request_count: int,
+        failed_count: int,
+    ) -> Job:
+        settings = self.settings
+        job = Job(
+            id=new_id(),
+            kind=kind,
+            model=model,
+            display_name=display_name,
+            created=time.time(),
+            pending_seconds=float(settings["pending_seconds"]),
+            running_seconds=float(settings["running_seconds"]),
+            expire_seconds=float(settings["expire_seconds"]),
+            outcome=str(settings["job_outcome"]).upper().removeprefix("BATCH_STATE_"),
+            outcome_error=settings.get("job_error"),
+            inline=items is not None,
+            input_file=input_file,
+            request_count=request_count,
+            failed_count=failed_count,
+            items=items,
+        )
+        self.jobs[job.id] = job
+        self.jobs_created += 1
+        self.save()
+        return job
+
+    def state_of(self, job: Job, at: float | None = None) -> str:
+        """The job's state now, from its clock (no background work: computed on every read)."""
+        if job.final_state:
+            return job.final_state
+        elapsed = (time.time() if at is None else at) - job.created
+        if job.pending_seconds + job.running_seconds > job.expire_seconds and elapsed >= job.expire_seconds:
+            return "EXPIRED"  # left pending or running past the expiry limit
+        if elapsed < job.pending_seconds:
+            return "PENDING"
+        if elapsed < job.pending_seconds + job.running_seconds:
+            return "RUNNING"
+        return job.outcome
+
+    def end(self, job: Job, state: str, error: str | None = None) -> None:
+        job.final_state = state
+        job.final_error = error
+        job.ended = time.time()
+        self.save()
+
+    def progress(self, job: Job) -> tuple[int, int, int]:
+        """(succeeded, failed, pending) request counts as the job stands now."""
+        state = self.state_of(job)
+        total, failed = job.request_count, job.failed_count
+        if state == "SUCCEEDED":
+            return total - failed, failed, 0
+        if state != "RUNNING" or job.running_seconds <= 0:
+            return 0, 0, total
+        share = min(1.0, (time.time() - job.created - job.pending_seconds) / job.running_seconds)
+        done_failed = int(failed * share)
+        done_ok = int((total - failed) * share)
+        return done_ok, done_failed, total - done_ok - done_failed
+
+    def pick_fault(self, operation: str) -> Fault | None:
+        for fault in list(self.faults):
+            if fault.operations is not None and operation not in fault.operations:
+                continue
+            if fault.rate < 1.0 and self.rng.random() >= fault.rate:
+                continue
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    self.faults.remove(fault)
+            return fault
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        live = sum(1 for j in self.jobs.values() if self.state_of(j) in ("PENDING", "RUNNING"))
+        return {
+            "calls": dict(self.calls),
+            "jobs_created": self.jobs_created,
+            "files_created": self.files_created,
+            "live_jobs": live,
+        }
+
+
+def failed_response(message: str) -> dict[str, Any]:
+    return {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+
+
+def answer(job: Job, item: RequestItem) -> dict[str, Any]:
+    """The response (or error) of one request, as the output carries it."""
+    if item.failure or item.request is None:
+        return {"error": failed_response(item.failure or "Request is missing")}
+    if job.kind == "embed":
+        content = item.request.get("content") or {}
+        text = _responses.prompt_text({"contents": [content]})
+        return {"response": {"embedding": {"values": _responses.embedding(text)}}}
+    return {"response": _responses.generate_content_response(item.request, model=job.model)}

@@ -1,0 +1,199 @@
+"""A local Gemini Batch API emulator that the unmodified ``google-genai`` SDK talks to over HTTP.
+
+Use it to run DAGs and tests offline, for free::
+
+    gemini-batch-emulator --host 127.0.0.1 --port 8765
+
+or in Python (``EmulatorServer(...).start()``), or through the ``gemini_emulator`` pytest fixture.
+Jobs move PENDING -> RUNNING -> SUCCEEDED on a clock you set; answers are deterministic and carry
+realistic token counts; faults are injected through the control API under ``/_emulator/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LISTENING = "gemini-batch-emulator listening on"
+
+
+class EmulatorClient:
+    """Controls an emulator through its ``/_emulator/`` API (works for one in another process).
+
+    :param base_url: the emulator's address, ``http://127.0.0.1:PORT``.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def _call(self, method: str, action: str, body: dict[str, Any] | None = None) -> Any:
+        response = httpx.request(method, f"{self.base_url}/_emulator/{action}", json=body, timeout=600)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        """Forget every file, job, fault and count; restore the default settings."""
+        self._call("POST", "reset")
+
+    def stats(self) -> dict[str, Any]:
+        """Calls received per operation, and how many jobs and files were really created."""
+        return self._call("GET", "stats")
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings for jobs created from now on: pending_seconds, running_seconds,
+        expire_seconds, failed_request_ratio, failed_key_pattern, job_outcome, job_error, latency_seconds."""
+        return self._call("POST", "config", settings)
+
+    def add_fault(self, **rule: Any) -> None:
+        """Inject a fault: operations, status, drop, drop_after_bytes, delay_seconds,
+        chunk_delay_seconds, rate, count."""
+        self._call("POST", "faults", rule)
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def set_job_outcome(self, batch_name: str, state: str, error: str | None = None) -> dict[str, Any]:
+        """End a job now, as ``SUCCEEDED``, ``FAILED`` or ``EXPIRED`` (with an error text)."""
+        job_id = batch_name.rsplit("/", 1)[-1]
+        return self._call("POST", f"batches/{job_id}:outcome", {"state": state, "error": error})
+
+    def synthesize_file(self, size_bytes: int, line_bytes: int = 1000) -> str:
+        """Write a downloadable result-shaped file of at least ``size_bytes``; returns ``files/...``."""
+        return self._call("POST", "files:synthesize", {"size_bytes": size_bytes, "line_bytes": line_bytes})[
+            "name"
+        ]
+
+
+class EmulatorServer(EmulatorClient):
+    """The emulator served by uvicorn in a background thread of this process.
+
+    :param host: address to listen on (keep it on loopback).
+    :param port: port, 0 for a free one.
+    :param api_key: the only key accepted; None accepts any non-empty key.
+    :param data_dir: where files and job state live; kept across restarts. A temporary folder if None.
+    :param pending_seconds: how long new jobs stay pending.
+    :param running_seconds: how long new jobs run.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        data_dir: str | Path | None = None,
+        pending_seconds: float = 0.0,
+        running_seconds: float = 0.0,
+        access_log: bool = False,
+    ) -> None:
+        self.host = host
+        self.api_key = api_key
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gemini-emulator-"))
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.port = self._socket.getsockname()[1]
+        super().__init__(f"http://{host}:{self.port}")
+        self._settings = {"pending_seconds": pending_seconds, "running_seconds": running_seconds}
+        self._access_log = access_log
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+    def _build_server(self) -> Any:
+        import uvicorn
+
+        from airflow_provider_gemini.testing._app import build_app
+        from airflow_provider_gemini.testing._state import Emulated
+
+        state = Emulated(data_dir=self.data_dir, api_key=self.api_key)
+        state.settings.update(self._settings)
+        config = uvicorn.Config(
+            build_app(state),
+            log_level="warning",
+            access_log=self._access_log,
+            lifespan="off",
+            timeout_keep_alive=30,
+        )
+        return uvicorn.Server(config)
+
+    def start(self) -> EmulatorServer:
+        """Serve in a daemon thread; returns once the emulator answers."""
+        self._server = self._build_server()
+        self._socket.listen(2048)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="gemini-emulator"
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the Gemini emulator did not start")
+            time.sleep(0.01)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until SIGINT or SIGTERM (what the console script does)."""
+        self._server = self._build_server()
+        self._socket.listen(2048)
+        self._server.run(sockets=[self._socket])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._socket.close()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``gemini-batch-emulator``: serve the emulator until interrupted."""
+    parser = argparse.ArgumentParser(prog="gemini-batch-emulator", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--api-key", default=None, help="the only key accepted (default: any non-empty key)")
+    parser.add_argument("--data-dir", default=None, help="keep files and jobs here, across restarts")
+    parser.add_argument("--pending-seconds", type=float, default=0.0)
+    parser.add_argument("--running-seconds", type=float, default=0.0)
+    parser.add_argument("--access-log", action="store_true")
+    args = parser.parse_args(argv)
+    server = EmulatorServer(
+        args.host,
+        args.port,
+        api_key=args.api_key,
+        data_dir=args.data_dir,
+        pending_seconds=args.pending_seconds,
+        running_seconds=args.running_seconds,
+        access_log=args.access_log,
+    )
+    print(f"{LISTENING} {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
