@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import tempfile
@@ -64,6 +65,21 @@ def error_response(code: int, message: str, status: str | None = None) -> JSONRe
     return JSONResponse(body, status_code=code)
 
 
+class _QuietDrops(logging.Filter):
+    """uvicorn logs every aborted response as an application error; ours are on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, EmulatedDrop)
+
+
+class EmulatedDrop(ConnectionAbortedError):
+    """Raised to cut a response short, as a network failure would."""
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
 class BodyStream:
     """Streams a body with its full Content-Length; with ``cut_after``, drops the connection after that
     many bytes, as a network failure mid-download would."""
@@ -95,7 +111,7 @@ class BodyStream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 sent += len(chunk)
             if self.cut_after is not None and sent >= self.cut_after:
-                raise ConnectionAbortedError("emulated dropped connection")
+                raise EmulatedDrop("emulated dropped connection")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

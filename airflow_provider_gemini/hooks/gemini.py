@@ -1,0 +1,347 @@
+"""GeminiHook: a ``gemini`` connection turned into google-genai clients, and every API call we make."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_gemini.batch.errors import GeminiApiError
+from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchStats
+from airflow_provider_gemini.hooks._settings import CLOUD_SCOPE, GeminiSettings
+
+if TYPE_CHECKING:
+    import httpx
+    from google.genai import Client
+    from google.genai.client import AsyncClient
+
+
+def _batch_path(name: str) -> str:
+    return name if name.startswith("batches/") else f"batches/{name}"
+
+
+def _file_path(name: str) -> str:
+    return name if name.startswith("files/") else f"files/{name}"
+
+
+def _model_path(model: str) -> str:
+    return model if model.startswith("models/") else f"models/{model}"
+
+
+class GeminiHook(BaseHook):
+    """Talks to the Gemini API through the official ``google-genai`` SDK.
+
+    The connection's password is the Developer API key; extras set ``base_url`` (a proxy or the
+    local emulator), ``api_version``, ``timeout`` and retries of transient errors
+    (``retry_attempts``, ``retry_initial_delay``, ``retry_max_delay``), or Vertex AI mode
+    (``vertexai``, ``project``, ``location``, ``key_path`` / ``keyfile_dict``).
+
+    Every method returns plain data (dicts, :class:`BatchJobInfo`), never SDK objects. API errors
+    that retrying will not fix raise :class:`GeminiApiError` with the API's own message.
+
+    :param gemini_conn_id: the Airflow connection to use.
+    """
+
+    conn_name_attr = "gemini_conn_id"
+    default_conn_name = "gemini_default"
+    conn_type = "gemini"
+    hook_name = "Gemini"
+
+    def __init__(self, gemini_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gemini_conn_id = gemini_conn_id
+        self._settings: GeminiSettings | None = None
+        self._async_client: AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(gemini_conn_id={self.gemini_conn_id!r})"
+
+    # -- connection and clients ----------------------------------------------------------------
+
+    @property
+    def settings(self) -> GeminiSettings:
+        if self._settings is None:
+            conn = self.get_connection(self.gemini_conn_id)
+            self._settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+        return self._settings
+
+    @property
+    def vertexai(self) -> bool:
+        return self.settings.vertexai
+
+    def _new_client(self, settings: GeminiSettings) -> Client:
+        from google import genai
+
+        kwargs = settings.client_kwargs()
+        if settings.vertexai:
+            kwargs["credentials"] = _vertex_credentials(settings)
+        return genai.Client(**kwargs)
+
+    @cached_property
+    def _client(self) -> Client:
+        return self._new_client(self.settings)
+
+    def get_conn(self) -> Client:
+        """The sync client, built once per hook."""
+        return self._client
+
+    async def aget_conn(self) -> AsyncClient:
+        """The async client (``client.aio``), built once; the connection is read without blocking."""
+        if self._async_client is None:
+            if self._settings is None:
+                conn = await self.aget_connection(self.gemini_conn_id)
+                self._settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+            self._async_client = self._new_client(self._settings).aio
+        return self._async_client
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap real call: list a single batch job."""
+        try:
+            self._request("get", "batches?pageSize=1", what="list batches")
+        except Exception as err:
+            return False, str(err)
+        return True, "Connected to the Gemini API."
+
+    # -- raw calls through the SDK's transport -------------------------------------------------
+    # The SDK drops batchStats and the job error, and rewrites inline requests; its own API client
+    # keeps its auth, endpoint and retries while letting us send and read the wire format.
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
+    ) -> dict[str, Any]:
+        from google.genai import errors
+
+        try:
+            response = self.get_conn()._api_client.request(method, path, body or {})
+        except errors.APIError as err:
+            raise _api_error(err, what) from None
+        return json.loads(response.body) if response.body else {}
+
+    async def _arequest(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
+    ) -> dict[str, Any]:
+        from google.genai import errors
+
+        client = await self.aget_conn()
+        try:
+            response = await client._api_client.async_request(method, path, body or {})
+        except errors.APIError as err:
+            raise _api_error(err, what) from None
+        return json.loads(response.body) if response.body else {}
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        display_name: str | None = None,
+        mime_type: str = "jsonl",
+    ) -> dict[str, Any]:
+        """Upload a batch input with the resumable protocol; returns the File resource.
+
+        The MIME type is set explicitly: ``.jsonl`` has none in ``mimetypes``, and names such as
+        ``a.b.jsonl`` or no extension at all would otherwise be guessed wrong or refused.
+        """
+        from google.genai import errors
+
+        if self.vertexai:
+            raise GeminiApiError(
+                "Vertex AI batches read their input from gs:// or bq://; there is no upload."
+            )
+        config: dict[str, Any] = {"mime_type": mime_type}
+        if display_name:
+            config["display_name"] = display_name
+        try:
+            uploaded = self.get_conn().files.upload(file=source, config=config)  # type: ignore[arg-type]
+        except errors.APIError as err:
+            raise _api_error(err, "upload file") from None
+        return uploaded.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def get_file(self, name: str) -> dict[str, Any]:
+        return self._request("get", _file_path(name), what=f"get {_file_path(name)}")
+
+    def delete_file(self, name: str) -> None:
+        self._request("delete", _file_path(name), what=f"delete {_file_path(name)}")
+
+    def iter_result_lines(self, file_name: str) -> Iterator[bytes]:
+        """Stream a result file line by line (bytes, without newlines) in bounded memory.
+
+        Transient failures resume from the last complete line; when attempts run out,
+        :class:`ResultsDownloadError` says how many bytes arrived. A short file is never reported
+        as complete.
+        """
+        from airflow_provider_gemini.hooks._streaming import stream_lines
+
+        settings = self.settings
+        path = _file_path(file_name)
+        yield from stream_lines(
+            self._http,
+            f"{settings.download_base}/{path}:download?alt=media",
+            headers=self._auth_headers(),
+            name=path,
+            attempts=settings.retry_attempts,
+            initial_delay=settings.retry_initial_delay,
+            max_delay=settings.retry_max_delay,
+        )
+
+    @cached_property
+    def _http(self) -> httpx.Client:
+        import httpx
+
+        return httpx.Client(timeout=httpx.Timeout(self.settings.timeout or 60.0), follow_redirects=True)
+
+    def _auth_headers(self) -> dict[str, str]:
+        settings = self.settings
+        if settings.vertexai:
+            credentials = _vertex_credentials(settings)
+            from google.auth.transport.requests import Request
+
+            credentials.refresh(Request())
+            return {"Authorization": f"Bearer {credentials.token}"}
+        return {"x-goog-api-key": settings.api_key or ""}
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        *,
+        model: str,
+        display_name: str,
+        file_name: str | None = None,
+        inline_requests: list[dict[str, Any]] | None = None,
+    ) -> BatchJobInfo:
+        """Create a batch job from an uploaded file or from inline requests (wire-format dicts).
+
+        :param inline_requests: ``[{"request": GenerateContentRequest, "metadata": {"key": ...}}]``,
+            sent unchanged.
+        """
+        if (file_name is None) == (inline_requests is None):
+            raise ValueError("create_batch takes exactly one of file_name and inline_requests")
+        input_config: dict[str, Any] = (
+            {"fileName": _file_path(file_name)} if file_name else {"requests": {"requests": inline_requests}}
+        )
+        body = {
+            "batch": {"displayName": display_name, "model": _model_path(model), "inputConfig": input_config}
+        }
+        path = f"{_model_path(model)}:batchGenerateContent"
+        return BatchJobInfo.from_operation(
+            self._request("post", path, body, what=f"create batch {display_name}")
+        )
+
+    def get_batch(self, name: str) -> BatchJobInfo:
+        """The job with its request counts (``batchStats``) and error, which the SDK's object drops."""
+        if self.vertexai:
+            return _from_sdk_job(self.get_conn().batches.get(name=name))
+        path = _batch_path(name)
+        return BatchJobInfo.from_operation(self._request("get", path, what=f"get {path}"))
+
+    async def aget_batch(self, name: str) -> BatchJobInfo:
+        client = await self.aget_conn()
+        if self.vertexai:
+            return _from_sdk_job(await client.batches.get(name=name))
+        path = _batch_path(name)
+        return BatchJobInfo.from_operation(await self._arequest("get", path, what=f"get {path}"))
+
+    def list_batches(self, *, display_name: str | None = None, page_size: int = 100) -> list[BatchJobInfo]:
+        """Every job (all pages), optionally only those with this exact display name.
+
+        The Developer API has no server-side filter, so the filter applies here.
+        """
+        jobs: list[BatchJobInfo] = []
+        if self.vertexai:
+            jobs = [
+                _from_sdk_job(job) for job in self.get_conn().batches.list(config={"page_size": page_size})
+            ]
+        else:
+            token: str | None = None
+            while True:
+                query = f"batches?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
+                page = self._request("get", query, what="list batches")
+                jobs.extend(BatchJobInfo.from_operation(op) for op in page.get("operations", []))
+                token = page.get("nextPageToken")
+                if not token:
+                    break
+        if display_name is not None:
+            jobs = [job for job in jobs if job.display_name == display_name]
+        return jobs
+
+    def cancel_batch(self, name: str) -> None:
+        if self.vertexai:
+            self.get_conn().batches.cancel(name=name)
+            return
+        path = _batch_path(name)
+        self._request("post", f"{path}:cancel", what=f"cancel {path}")
+
+    async def acancel_batch(self, name: str) -> None:
+        client = await self.aget_conn()
+        if self.vertexai:
+            await client.batches.cancel(name=name)
+            return
+        path = _batch_path(name)
+        await self._arequest("post", f"{path}:cancel", what=f"cancel {path}")
+
+    def delete_batch(self, name: str) -> None:
+        if self.vertexai:
+            self.get_conn().batches.delete(name=name)
+            return
+        path = _batch_path(name)
+        self._request("delete", path, what=f"delete {path}")
+
+
+def _api_error(err: Any, what: str) -> GeminiApiError:
+    """A finished message from the SDK's APIError; it never contains the key (sent as a header)."""
+    status = err.status or ""
+    return GeminiApiError(
+        f"Gemini API error {err.code} {status} on {what}: {err.message}".replace("  ", " "),
+        code=err.code,
+        status=err.status,
+    )
+
+
+def _vertex_credentials(settings: GeminiSettings) -> Any:
+    """Service-account credentials from the connection, or application default credentials."""
+    if settings.keyfile_dict:
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_info(
+            settings.keyfile_dict, scopes=[CLOUD_SCOPE]
+        )
+    if settings.key_path:
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_file(settings.key_path, scopes=[CLOUD_SCOPE])
+    import google.auth
+
+    credentials, _ = google.auth.default(scopes=[CLOUD_SCOPE])
+    return credentials
+
+
+def _from_sdk_job(job: Any) -> BatchJobInfo:
+    """A Vertex AI ``BatchJob`` (SDK object) as our plain job record."""
+    stats = job.completion_stats
+    succeeded = int(getattr(stats, "successful_count", 0) or 0)
+    failed = int(getattr(stats, "failed_count", 0) or 0)
+    incomplete = int(getattr(stats, "incomplete_count", 0) or 0)
+    dest = job.dest
+    return BatchJobInfo(
+        name=job.name or "",
+        state=BatchState.parse(job.state),
+        display_name=job.display_name,
+        model=job.model,
+        create_time=job.create_time.isoformat() if job.create_time else None,
+        update_time=job.update_time.isoformat() if job.update_time else None,
+        end_time=job.end_time.isoformat() if job.end_time else None,
+        stats=BatchStats(
+            request_count=succeeded + failed + incomplete,
+            succeeded=succeeded,
+            failed=failed,
+            pending=incomplete,
+        ),
+        result_file=(dest.gcs_uri or dest.bigquery_uri) if dest else None,
+        error=job.error.message if job.error else None,
+    )
