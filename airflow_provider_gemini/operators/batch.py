@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # Where the job name is kept across tries (Airflow 3.3's task_state_store). Renaming it would make
 # in-flight retries forget their job, so it stays.
 STATE_KEY = "gemini_batch_name"
+SUBMITTED_KEY = "gemini_batch_submitted"
 DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED")
 INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
 
@@ -116,6 +117,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
+        # Each field of the result is its own XCom too, so `create.output["batch_name"]` works.
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         given = [
             name
@@ -186,15 +189,16 @@ class GeminiBatchCreateOperator(BaseOperator):
             "reattached": reattached,
         }
         if self.wait_for_completion:
-            return self._wait(job, result)
+            return self._wait(context, job, result)
         return result
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], result: dict[str, Any]
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: the create result, with the final state and counts."""
         job = finish_from_event(BatchEvent.from_payload(event), self.log)
-        return {**result, "state": job["state"], "job": job}
+        # Kept in XCom rather than the defer kwargs, which `dag.test()` does not carry through.
+        ti = context["ti"]
+        result = ti.xcom_pull(task_ids=self.task_id, key=SUBMITTED_KEY, map_indexes=ti.map_index)
+        return {**(result or {}), "state": job["state"], "job": job}
 
     def on_kill(self) -> None:
         # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill.
@@ -338,9 +342,10 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.log.info("Created Gemini batch %s (%s) as %s", job.name, job.state.value, display_name)
         return job
 
-    def _wait(self, job: BatchJobInfo, result: dict[str, Any]) -> dict[str, Any]:
+    def _wait(self, context: Context, job: BatchJobInfo, result: dict[str, Any]) -> dict[str, Any]:
         deadline = time.time() + self.wait_timeout if self.wait_timeout else None
         if self.deferrable and not job.state.is_terminal:
+            context["ti"].xcom_push(key=SUBMITTED_KEY, value=result)
             self.defer(
                 trigger=GeminiBatchTrigger(
                     batch_name=job.name,
@@ -351,7 +356,6 @@ class GeminiBatchCreateOperator(BaseOperator):
                     cancel_on_kill=self.cancel_on_kill,
                 ),
                 method_name="execute_complete",
-                kwargs={"result": result},
             )
         progress = ProgressLog()
         while True:
