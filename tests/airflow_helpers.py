@@ -31,7 +31,9 @@ def run_dag(
         write_dag(dag_id, source)
     dag = load_dag(dag_id)
     if logical_date is not None:
+        # Both dates fixed: the run id is then the same, and dag.test() clears and reruns that run.
         kwargs["logical_date"] = logical_date
+        kwargs.setdefault("run_after", logical_date)
     return dag.test(**kwargs)
 
 

@@ -71,7 +71,7 @@ def test_missing_input_file_is_named(gemini_emulator, tmp_path, capfd):
 
 def test_oversize_input_is_refused(gemini_emulator, tmp_path, capfd):
     path = tmp_path / "big.jsonl"
-    path.write_bytes(GOOD * 10)
+    path.write_bytes(b"".join(GOOD.replace(b'"a"', f'"k{i}"'.encode()) for i in range(10)))
     # Inline mode on an input over the inline limit: the limit is made small in the DAG file itself,
     # since the task runs the DAG file's code.
     source = create_and_wait(
