@@ -102,6 +102,7 @@ class EmulatorServer(EmulatorClient):
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
+        self._socket.listen(2048)  # connections queue from now on, even before uvicorn starts
         self.port = self._socket.getsockname()[1]
         super().__init__(f"http://{host}:{self.port}")
         self._settings = {"pending_seconds": pending_seconds, "running_seconds": running_seconds}
@@ -133,7 +134,6 @@ class EmulatorServer(EmulatorClient):
     def start(self) -> EmulatorServer:
         """Serve in a daemon thread; returns once the emulator answers."""
         self._server = self._build_server()
-        self._socket.listen(2048)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True, name="gemini-emulator"
         )
@@ -148,7 +148,6 @@ class EmulatorServer(EmulatorClient):
     def serve_forever(self) -> None:
         """Serve in this thread until SIGINT or SIGTERM (what the console script does)."""
         self._server = self._build_server()
-        self._socket.listen(2048)
         self._server.run(sockets=[self._socket])
 
     def stop(self) -> None:

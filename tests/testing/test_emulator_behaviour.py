@@ -1,0 +1,270 @@
+"""The emulator's clock, answers, faults, control API, persistence and CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from google import genai
+from google.genai import errors, types
+
+from airflow_provider_gemini.testing.emulator import EmulatorClient, EmulatorServer
+
+
+def client_for(emulator, **options) -> genai.Client:
+    return genai.Client(
+        api_key=emulator.api_key, http_options=types.HttpOptions(base_url=emulator.url, **options)
+    )
+
+
+def inline(texts, keys=None, config=None):
+    return [
+        {
+            "contents": [{"parts": [{"text": t}]}],
+            "metadata": {"key": (keys or [f"k{i}" for i in range(len(texts))])[i]},
+            **({"config": config} if config else {}),
+        }
+        for i, t in enumerate(texts)
+    ]
+
+
+def raw_get(emulator, name):
+    response = httpx.get(f"{emulator.url}/v1beta/{name}", headers={"x-goog-api-key": emulator.api_key})
+    response.raise_for_status()
+    return response.json()
+
+
+def test_jobs_move_through_states_with_progress(gemini_emulator):
+    gemini_emulator.configure(pending_seconds=0.3, running_seconds=1.0)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline([f"t{i}" for i in range(10)]))
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_PENDING"
+    time.sleep(0.8)
+    running = raw_get(gemini_emulator, job.name)["metadata"]
+    assert running["state"] == "BATCH_STATE_RUNNING"
+    stats = running["batchStats"]
+    assert stats["requestCount"] == "10"
+    assert 0 < int(stats["successfulRequestCount"]) < 10
+    assert int(stats["pendingRequestCount"]) == 10 - int(stats["successfulRequestCount"])
+    time.sleep(0.7)
+    done = raw_get(gemini_emulator, job.name)
+    assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    assert done["done"] is True
+    assert done["metadata"]["batchStats"]["successfulRequestCount"] == "10"
+
+
+def test_answers_are_deterministic(gemini_emulator):
+    client = client_for(gemini_emulator)
+    first = client.batches.get(
+        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"])).name
+    )
+    second = client.batches.get(
+        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"])).name
+    )
+    assert first.dest.inlined_responses[0].response.text == second.dest.inlined_responses[0].response.text
+
+
+@pytest.mark.parametrize("style", ["openapi", "json_schema"])
+def test_structured_output_conforms_to_the_schema(gemini_emulator, style):
+    if style == "openapi":
+        schema = {
+            "type": "OBJECT",
+            "properties": {
+                "title": {"type": "STRING"},
+                "rating": {"type": "INTEGER", "minimum": 1, "maximum": 5},
+                "tags": {"type": "ARRAY", "items": {"type": "STRING"}},
+                "tone": {"type": "STRING", "enum": ["calm", "loud"]},
+                "price": {"type": "NUMBER"},
+                "ok": {"type": "BOOLEAN"},
+                "dims": {"type": "OBJECT", "properties": {"w": {"type": "INTEGER"}}},
+            },
+        }
+        config = {"response_mime_type": "application/json", "response_schema": schema}
+    else:
+        schema = {
+            "type": "object",
+            "properties": {
+                "title": {"type": "string"},
+                "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "tone": {"enum": ["calm", "loud"]},
+                "price": {"type": "number"},
+                "ok": {"type": "boolean"},
+                "dims": {"type": "object", "properties": {"w": {"type": "integer"}}},
+            },
+        }
+        config = {"response_mime_type": "application/json", "response_json_schema": schema}
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["a blue kettle"], config=config))
+    data = json.loads(client.batches.get(name=job.name).dest.inlined_responses[0].response.text)
+    assert isinstance(data["title"], str)
+    assert 1 <= data["rating"] <= 5
+    assert isinstance(data["rating"], int)
+    assert data["tags"]
+    assert all(isinstance(t, str) for t in data["tags"])
+    assert data["tone"] in ("calm", "loud")
+    assert isinstance(data["price"], float)
+    assert isinstance(data["ok"], bool)
+    assert isinstance(data["dims"]["w"], int)
+
+
+def test_failed_requests_by_pattern_and_ratio(gemini_emulator):
+    client = client_for(gemini_emulator)
+    gemini_emulator.configure(failed_key_pattern="^bad")
+    keys = ["good1", "bad1", "good2", "bad2"]
+    uploaded = client.files.upload(
+        file=io.BytesIO(
+            b"".join(
+                json.dumps({"key": k, "request": {"contents": [{"parts": [{"text": k}]}]}}).encode() + b"\n"
+                for k in keys
+            )
+        ),
+        config={"mime_type": "jsonl"},
+    )
+    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name).name)
+    lines = [json.loads(x) for x in client.files.download(file=job.dest.file_name).decode().splitlines()]
+    failed = {line["key"] for line in lines if "error" in line}
+    assert failed == {"bad1", "bad2"}
+    assert all(line["error"]["code"] == 400 for line in lines if "error" in line)
+    assert raw_get(gemini_emulator, job.name)["metadata"]["batchStats"]["failedRequestCount"] == "2"
+
+    gemini_emulator.configure(failed_key_pattern=None, failed_request_ratio=0.5)
+    job = client.batches.get(
+        name=client.batches.create(
+            model="gemini-2.5-flash", src=inline(["x"] * 200, [f"r{i}" for i in range(200)])
+        ).name
+    )
+    errors_seen = sum(1 for r in job.dest.inlined_responses if r.error)
+    assert 60 < errors_seen < 140
+
+
+@pytest.mark.parametrize("outcome", ["FAILED", "EXPIRED"])
+def test_configured_job_outcomes_carry_an_error(gemini_emulator, outcome):
+    gemini_emulator.configure(job_outcome=outcome, job_error="quota exhausted for this model")
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    raw = raw_get(gemini_emulator, job.name)
+    assert raw["metadata"]["state"] == f"BATCH_STATE_{outcome}"
+    assert raw["error"]["message"] == "quota exhausted for this model"
+    assert client.batches.get(name=job.name).state == getattr(types.JobState, f"JOB_STATE_{outcome}")
+
+
+def test_jobs_left_running_past_the_limit_expire(gemini_emulator):
+    gemini_emulator.configure(running_seconds=100, expire_seconds=0.3)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    time.sleep(0.5)
+    assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_EXPIRED
+
+
+def test_forcing_an_outcome_on_a_live_job(gemini_emulator):
+    gemini_emulator.configure(running_seconds=100)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    gemini_emulator.set_job_outcome(job.name, "FAILED", "disk on fire")
+    assert raw_get(gemini_emulator, job.name)["error"]["message"] == "disk on fire"
+
+
+def test_http_faults_then_sdk_retries_succeed(gemini_emulator):
+    client = client_for(
+        gemini_emulator,
+        retry_options=types.HttpRetryOptions(attempts=5, initial_delay=0.01, max_delay=0.02, jitter=0),
+    )
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    gemini_emulator.add_fault(operations=["gets"], status=503, count=3)
+    assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
+    assert gemini_emulator.stats()["calls"]["gets"] == 4
+
+
+def test_faults_without_retries_surface_googles_error_body(gemini_emulator):
+    client = client_for(gemini_emulator)
+    gemini_emulator.add_fault(operations=["lists"], status=429, count=1)
+    with pytest.raises(errors.ClientError) as info:
+        list(client.batches.list())
+    assert info.value.code == 429
+    assert info.value.status == "RESOURCE_EXHAUSTED"
+    assert list(client.batches.list()) == []  # the rule expired after one call
+
+
+def test_dropped_download_is_an_error_for_the_client(gemini_emulator):
+    name = gemini_emulator.synthesize_file(50_000)
+    gemini_emulator.add_fault(operations=["downloads"], drop_after_bytes=1000)
+    client = client_for(gemini_emulator)  # held: a collected client closes its connections
+    # The SDK's transport (httpx or its httpx2 fork) reports the short body.
+    with pytest.raises(Exception, match="peer closed connection without sending complete message body"):
+        client.files.download(file=name)
+
+
+def test_ranged_download_resumes(gemini_emulator):
+    name = gemini_emulator.synthesize_file(20_000)
+    url = f"{gemini_emulator.url}/download/v1beta/{name}:download?alt=media"
+    headers = {"x-goog-api-key": gemini_emulator.api_key}
+    whole = httpx.get(url, headers=headers).content
+    tail = httpx.get(url, headers={**headers, "Range": "bytes=1000-"})
+    assert tail.status_code == 206
+    assert tail.content == whole[1000:]
+
+
+def test_synthesized_file_downloads_with_its_size(gemini_emulator):
+    name = gemini_emulator.synthesize_file(3_000_000, line_bytes=500)
+    client = client_for(gemini_emulator)
+    data = client.files.download(file=name)
+    assert len(data) >= 3_000_000
+    first = json.loads(data.split(b"\n", 1)[0])
+    assert first["key"] == "k0000000000"
+    assert "candidates" in first["response"]
+
+
+def test_stats_count_calls_and_created_resources(gemini_emulator):
+    client = client_for(gemini_emulator)
+    client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    gemini_emulator.add_fault(operations=["creates"], status=500, count=1)
+    with pytest.raises(errors.ServerError):
+        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    stats = gemini_emulator.stats()
+    assert stats["calls"]["creates"] == 2
+    assert stats["jobs_created"] == 1
+
+
+def test_data_dir_survives_a_restart(tmp_path):
+    with EmulatorServer(api_key="k", data_dir=tmp_path, running_seconds=0.5) as first:
+        client = client_for(first)
+        uploaded = client.files.upload(
+            file=io.BytesIO(b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'),
+            config={"mime_type": "jsonl"},
+        )
+        job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name)
+    time.sleep(0.6)
+    with EmulatorServer(api_key="k", data_dir=tmp_path) as second:
+        client = client_for(second)
+        assert client.files.get(name=uploaded.name).size_bytes == uploaded.size_bytes
+        done = client.batches.get(name=job.name)
+        assert done.state == types.JobState.JOB_STATE_SUCCEEDED
+        assert b'"key": "a"' in client.files.download(file=done.dest.file_name)
+
+
+def test_cli_prints_its_address_and_serves(tmp_path):
+    script = Path(sys.executable).parent / "gemini-batch-emulator"
+    proc = subprocess.Popen(
+        [str(script), "--host", "127.0.0.1", "--port", "0", "--api-key", "cli-key"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline().strip()
+        assert first.startswith("gemini-batch-emulator listening on http://127.0.0.1:")
+        url = first.rsplit(" ", 1)[-1]
+        control = EmulatorClient(url)
+        control.configure(pending_seconds=0)
+        client = genai.Client(api_key="cli-key", http_options=types.HttpOptions(base_url=url))
+        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+        assert control.stats()["jobs_created"] == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) in (0, -15)
