@@ -1,0 +1,67 @@
+"""GeminiBatchTrigger on its own: transient trouble, timeouts, errors, kills, and what it serializes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from airflow_provider_gemini.batch.events import EventStatus
+from airflow_provider_gemini.hooks.gemini import GeminiHook
+from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+
+pytestmark = pytest.mark.usefixtures("gemini_connection")
+INLINE = [{"request": {"contents": [{"parts": [{"text": "hi"}]}]}, "metadata": {"key": "a"}}]
+
+
+def new_job(name="t"):
+    return GeminiHook().create_batch(model="gemini-2.5-flash", display_name=name, inline_requests=INLINE)
+
+
+async def test_outlives_errors_beyond_the_sdk_retries(gemini_emulator):
+    gemini_emulator.configure(running_seconds=0.5)
+    job = new_job()
+    gemini_emulator.add_fault(operations=["gets"], status=503, count=12)  # more than 5 attempts twice over
+    event = await GeminiBatchTrigger(batch_name=job.name, poll_interval=0.05).wait()
+    assert event.status is EventStatus.SUCCESS, event.message
+    assert gemini_emulator.stats()["calls"]["gets"] > 12
+
+
+async def test_gives_up_on_an_error_that_will_not_pass(gemini_emulator):
+    event = await GeminiBatchTrigger(batch_name="batches/does-not-exist", poll_interval=0.05).wait()
+    assert event.status is EventStatus.ERROR
+    assert "404" in event.message
+    assert "batches/does-not-exist" in event.message
+
+
+async def test_deadline_gives_a_timeout_event(gemini_emulator):
+    gemini_emulator.configure(running_seconds=60)
+    job = new_job()
+    event = await GeminiBatchTrigger(
+        batch_name=job.name, poll_interval=0.05, deadline=time.time() + 0.3
+    ).wait()
+    assert event.status is EventStatus.TIMEOUT
+    assert "may still be running" in event.message
+
+
+async def test_on_kill_cancels_only_when_asked(gemini_emulator):
+    gemini_emulator.configure(running_seconds=60)
+    job = new_job()
+    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=False).on_kill()
+    assert GeminiHook().get_batch(job.name).state.value == "RUNNING"
+    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=True).on_kill()
+    assert GeminiHook().get_batch(job.name).state.value == "CANCELLED"
+
+
+def test_serialized_form_holds_no_secret(gemini_emulator):
+    classpath, kwargs = GeminiBatchTrigger(batch_name="batches/x", poll_interval=5).serialize()
+    assert classpath == "airflow_provider_gemini.triggers.batch.GeminiBatchTrigger"
+    assert kwargs == {
+        "batch_name": "batches/x",
+        "gemini_conn_id": "gemini_default",
+        "poll_interval": 5,
+        "deadline": None,
+        "max_failed_request_ratio": 0.0,
+        "cancel_on_kill": False,
+    }
+    assert gemini_emulator.api_key not in repr(kwargs)
