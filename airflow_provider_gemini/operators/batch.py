@@ -305,14 +305,14 @@ class GeminiBatchCreateOperator(BaseOperator):
         return job
 
     def _recall(self, context: Context) -> str | None:
-        store = context.get("task_state_store")  # type: ignore[call-overload]
+        store = context.get("task_state_store")
         if store is None:
             return None
         value = store.get(STATE_KEY)
         return value if isinstance(value, str) else None
 
     def _remember(self, context: Context, batch_name: str) -> None:
-        store = context.get("task_state_store")  # type: ignore[call-overload]
+        store = context.get("task_state_store")
         if store is not None:
             store.set(STATE_KEY, batch_name)
 

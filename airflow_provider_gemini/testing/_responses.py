@@ -96,9 +96,9 @@ def value_for_schema(schema: dict[str, Any], prompt: str, path: str) -> Any:
         high = int(schema.get("maximum", low + 100))
         return low + seed % (high - low + 1)
     if kind == "number":
-        low = float(schema.get("minimum", 0.0))
-        high = float(schema.get("maximum", low + 1.0))
-        return round(low + (seed % 1000) / 1000 * (high - low), 3)
+        floor = float(schema.get("minimum", 0.0))
+        ceiling = float(schema.get("maximum", floor + 1.0))
+        return round(floor + (seed % 1000) / 1000 * (ceiling - floor), 3)
     if kind == "boolean":
         return bool(seed % 2)
     words = prompt.split()
