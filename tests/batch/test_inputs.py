@@ -1,0 +1,189 @@
+"""Validation before money: every bad input is named by source, line and reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_gemini.batch import inputs
+from airflow_provider_gemini.batch.errors import BatchInputError
+from airflow_provider_gemini.batch.inputs import (
+    RequestOptions,
+    prepare_from_lines,
+    prepare_from_records,
+    prepare_from_requests,
+)
+
+
+def line(key, text="hello", **request):
+    return json.dumps(
+        {"key": key, "request": {"contents": [{"parts": [{"text": text}]}], **request}}
+    ).encode()
+
+
+def prepare(lines, tmp_path, **kwargs):
+    return prepare_from_lines(lines, source="in.jsonl", workdir=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([line("a"), b'{"key": "b", "request": {'], "in.jsonl, line 2: invalid JSON"),
+        ([line("a"), b"[1, 2]"], "in.jsonl, line 2: a line must be a JSON object, not list"),
+        ([b'{"request": {"contents": [{"parts": [{"text": "x"}]}]}}'], 'in.jsonl, line 1: missing "key"'),
+        ([line("")], 'line 1: "key" must be a non-empty string or an integer'),
+        ([line("a"), line("b"), line("a")], 'line 3: duplicate key "a" (first seen on line 1)'),
+        ([b'{"key": "a"}'], 'line 1: missing "request"'),
+        ([b'{"key": "a", "request": {}}'], 'line 1: request has no "contents"'),
+        ([b'{"key": "a", "request": {"contents": []}}'], 'line 1: "contents" is empty'),
+        ([b'{"key": "a", "request": {"contents": [{}]}}'], 'line 1: contents[1] has no "parts"'),
+        ([b'{"key": "a", "request": "hi"}'], 'line 1: "request" must be an object, not str'),
+        (
+            [line("a"), b'{"key": "b", "request": {"contents": [{"parts": [{"text": "caf\xe9"}]}]}}'],
+            "line 2: not valid UTF-8 (byte 0xe9",
+        ),
+        ([], "in.jsonl: no requests: the input is empty"),
+        ([b"\n", b"  \r\n"], "no requests"),
+    ],
+    ids=[
+        "bad_json",
+        "not_object",
+        "missing_key",
+        "empty_key",
+        "duplicate_key",
+        "missing_request",
+        "missing_contents",
+        "empty_contents",
+        "no_parts",
+        "request_not_object",
+        "not_utf8",
+        "empty",
+        "blank_lines",
+    ],
+)
+def test_bad_lines_are_named(tmp_path, lines, expected):
+    with pytest.raises(BatchInputError) as info:
+        prepare(lines, tmp_path)
+    assert expected in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the partial file is removed
+
+
+def test_oversize_is_refused_as_soon_as_the_limit_is_crossed(tmp_path, monkeypatch):
+    monkeypatch.setattr(inputs, "MAX_FILE_BYTES", 500)
+    consumed = []
+
+    def lines():
+        for i in range(1000):
+            consumed.append(i)
+            yield line(f"k{i}")
+
+    with pytest.raises(BatchInputError, match="over the 0 GB batch file limit"):
+        prepare(lines(), tmp_path)
+    assert len(consumed) < 20
+
+
+def test_normalised_output_crlf_and_integer_keys(tmp_path):
+    prepared = prepare(
+        [line("a") + b"\r\n", b"\n", b'{"key": 7, "request": {"contents": [{"parts": [{"text": "x"}]}]}}'],
+        tmp_path,
+    )
+    assert prepared.request_count == 2
+    assert [entry["key"] for entry in prepared.iter_lines()] == ["a", "7"]
+    assert prepared.inline_requests()[1] == {
+        "request": {"contents": [{"parts": [{"text": "x"}]}]},
+        "metadata": {"key": "7"},
+    }
+    assert prepared.keys_sample == ("a", "7")
+    assert prepared.fits_inline
+
+
+def test_fingerprint_is_stable_and_sensitive(tmp_path):
+    first = prepare([line("a"), line("b")], tmp_path)
+    second = prepare([line("a"), line("b")], tmp_path)
+    changed = prepare([line("a"), line("b", text="hellO")], tmp_path)
+    assert first.path != second.path
+    assert first.fingerprint == second.fingerprint
+    assert first.fingerprint != changed.fingerprint
+
+
+def test_options_fill_in_what_requests_leave_out(tmp_path):
+    options = RequestOptions(
+        system_instruction="Be brief.",
+        generation_config={
+            "temperature": 0.2,
+            "response_mime_type": "application/json",
+            "response_schema": {"type": "OBJECT", "properties": {"snake_case_name": {"type": "STRING"}}},
+        },
+        tools=[{"google_search": {}}],
+        cached_content="cachedContents/abc",
+    )
+    own = line("b", systemInstruction={"parts": [{"text": "mine"}]}, generation_config={"temperature": 0.9})
+    entries = list(prepare([line("a"), own], tmp_path, options=options).iter_lines())
+    first, second = entries[0]["request"], entries[1]["request"]
+    assert first["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert first["generationConfig"]["responseMimeType"] == "application/json"
+    assert (
+        "snake_case_name" in first["generationConfig"]["responseSchema"]["properties"]
+    )  # user data untouched
+    assert first["tools"] == [{"google_search": {}}]
+    assert first["cachedContent"] == "cachedContents/abc"
+    assert second["systemInstruction"] == {"parts": [{"text": "mine"}]}
+    assert "system_instruction" not in second
+    assert second["generation_config"]["temperature"] == 0.9  # the request's own value wins
+    assert second["generation_config"]["responseMimeType"] == "application/json"
+
+
+def test_sdk_types_are_accepted(tmp_path):
+    from google.genai import types
+
+    options = RequestOptions(
+        system_instruction=types.Content(parts=[types.Part(text="sys")]),
+        generation_config=types.GenerateContentConfig(temperature=0.1, response_mime_type="application/json"),
+        tools=[types.Tool(google_search=types.GoogleSearch())],
+    )
+    request = next(prepare([line("a")], tmp_path, options=options).iter_lines())["request"]
+    assert request["systemInstruction"]["parts"][0]["text"] == "sys"
+    assert request["generationConfig"] == {"temperature": 0.1, "responseMimeType": "application/json"}
+    assert "googleSearch" in request["tools"][0]
+
+
+def test_records_become_requests(tmp_path):
+    records = [{"id": 1, "name": "kettle"}, {"id": 2, "name": "lamp"}]
+    prepared = prepare_from_records(
+        records, prompt_template="Describe {name}.", key_field="id", workdir=tmp_path
+    )
+    entries = list(prepared.iter_lines())
+    assert [e["key"] for e in entries] == ["1", "2"]
+    assert entries[1]["request"]["contents"][0]["parts"][0]["text"] == "Describe lamp."
+    called = prepare_from_records(
+        records, prompt_template=lambda r: r["name"].upper(), key_field="id", workdir=tmp_path
+    )
+    assert next(called.iter_lines())["request"]["contents"][0]["parts"][0]["text"] == "KETTLE"
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([{"id": 1, "name": "a"}, {"id": 2}], "record 2 has no field 'name' used by the prompt template"),
+        ([{"name": "a"}], 'record 1 has no key field "id"'),
+        (
+            [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}],
+            'record 2: duplicate key "1" (first seen on record 1)',
+        ),
+        (["not a dict"], "record 1 is not a dict"),
+    ],
+)
+def test_bad_records_are_named(tmp_path, records, expected):
+    with pytest.raises(BatchInputError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        prepare_from_records(records, prompt_template="Describe {name}", key_field="id", workdir=tmp_path)
+
+
+def test_requests_keyed_or_not(tmp_path):
+    bare = {"contents": [{"parts": [{"text": "x"}]}]}
+    prepared = prepare_from_requests([bare, bare], workdir=tmp_path)
+    assert [e["key"] for e in prepared.iter_lines()] == ["request-000001", "request-000002"]
+    keyed = prepare_from_requests([{"key": "q", "request": bare}], workdir=tmp_path)
+    assert next(keyed.iter_lines())["key"] == "q"
+    with pytest.raises(BatchInputError, match='request 2: request has no "contents"'):
+        prepare_from_requests([bare, {"generationConfig": {}}], workdir=tmp_path)
