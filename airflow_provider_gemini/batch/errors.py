@@ -42,6 +42,10 @@ class ResultsDownloadError(GeminiBatchError):
     """A result file could not be read whole (for example the connection dropped mid-stream)."""
 
 
+class ResultsFormatError(GeminiBatchError):
+    """A result line could not be read (not JSON, or no key)."""
+
+
 # HTTP codes worth another try: the SDK retries these itself; a waiter that outlives its retries
 # backs off and polls again rather than failing a day-long wait on a passing fault.
 TRANSIENT_HTTP_CODES = frozenset({408, 429, 500, 502, 503, 504})

@@ -1,0 +1,109 @@
+"""The manifest of a results transfer: where the rows went, how many of what, tokens and cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airflow_provider_gemini.batch.errors import BatchJobError
+from airflow_provider_gemini.batch.pricing import estimate_cost
+from airflow_provider_gemini.batch.results import ResultRow
+
+SAMPLE = 20
+
+
+class ManifestBuilder:
+    """Counts rows as they stream past; holds the expected keys, never the rows.
+
+    :param model: the job's model, for the price.
+    :param expected_keys: the input's keys, to account for every one (None: counts only).
+    :param prices: overrides of the price table.
+    :param allow_missing: a key with no result line is not an error.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        expected_keys: Iterable[str] | None = None,
+        prices: Mapping[str, Any] | None = None,
+        allow_missing: bool = False,
+    ) -> None:
+        self.model = model
+        self.expected = set(expected_keys) if expected_keys is not None else None
+        self.prices = prices
+        self.allow_missing = allow_missing
+        self.seen: set[str] = set()
+        self.rows = self.succeeded = self.failed = self.duplicates = 0
+        self.unexpected: list[str] = []
+        self.tokens = {"prompt": 0, "output": 0, "cached": 0, "total": 0}
+
+    def add(self, row: ResultRow) -> None:
+        if row.key in self.seen:
+            self.duplicates += 1
+            return
+        self.seen.add(row.key)
+        self.rows += 1
+        if row.succeeded:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        if self.expected is not None and row.key not in self.expected:
+            self.unexpected.append(row.key)
+        self.tokens["prompt"] += row.prompt_tokens
+        self.tokens["output"] += row.output_tokens
+        self.tokens["cached"] += row.cached_tokens
+        self.tokens["total"] += row.total_tokens
+
+    @property
+    def missing_keys(self) -> list[str]:
+        if self.expected is None:
+            return []
+        return sorted(self.expected - self.seen)
+
+    def build(
+        self,
+        *,
+        destination: str,
+        errors_destination: str | None = None,
+        batch_name: str | None = None,
+        bytes_written: int | None = None,
+    ) -> dict[str, Any]:
+        missing = self.missing_keys
+        cost = estimate_cost(
+            self.model,
+            prompt_tokens=self.tokens["prompt"],
+            output_tokens=self.tokens["output"],
+            cached_tokens=self.tokens["cached"],
+            prices=self.prices,
+        )
+        return {
+            "destination": destination,
+            "errors_destination": errors_destination,
+            "batch_name": batch_name,
+            "model": self.model,
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "missing": len(missing),
+            "missing_keys_sample": missing[:SAMPLE],
+            "unexpected": len(self.unexpected),
+            "duplicates": self.duplicates,
+            "bytes": bytes_written,
+            "tokens": dict(self.tokens),
+            "cost": cost.to_dict(),
+        }
+
+    def check(self, max_failed_request_ratio: float) -> None:
+        """Raise when too many requests failed or (unless allowed) some keys have no result."""
+        missing = self.missing_keys
+        if missing and not self.allow_missing:
+            raise BatchJobError(
+                f"{len(missing)} of {len(self.expected or ())} input keys have no result "
+                f"(first: {', '.join(missing[:5])}); pass allow_missing=True to accept that"
+            )
+        if self.rows and self.failed / self.rows > max_failed_request_ratio:
+            raise BatchJobError(
+                f"{self.failed} of {self.rows} requests failed ({self.failed / self.rows:.1%}), over "
+                f"max_failed_request_ratio={max_failed_request_ratio}"
+            )
