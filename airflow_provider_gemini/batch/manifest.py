@@ -16,7 +16,8 @@ class ManifestBuilder:
     """Counts rows as they stream past; holds the expected keys, never the rows.
 
     :param model: the job's model, for the price.
-    :param expected_keys: the input's keys, to account for every one (None: counts only).
+    :param expected_keys: the input's keys, to account for every one.
+    :param expected_count: how many requests the job had, when the keys are not known.
     :param prices: overrides of the price table.
     :param allow_missing: a key with no result line is not an error.
     """
@@ -26,11 +27,13 @@ class ManifestBuilder:
         *,
         model: str | None,
         expected_keys: Iterable[str] | None = None,
+        expected_count: int | None = None,
         prices: Mapping[str, Any] | None = None,
         allow_missing: bool = False,
     ) -> None:
         self.model = model
         self.expected = set(expected_keys) if expected_keys is not None else None
+        self.expected_count = len(self.expected) if self.expected is not None else expected_count
         self.prices = prices
         self.allow_missing = allow_missing
         self.seen: set[str] = set()
@@ -61,6 +64,12 @@ class ManifestBuilder:
             return []
         return sorted(self.expected - self.seen)
 
+    @property
+    def missing(self) -> int:
+        if self.expected is not None:
+            return len(self.expected - self.seen)
+        return max(0, (self.expected_count or 0) - self.rows)
+
     def build(
         self,
         *,
@@ -85,7 +94,7 @@ class ManifestBuilder:
             "rows": self.rows,
             "succeeded": self.succeeded,
             "failed": self.failed,
-            "missing": len(missing),
+            "missing": self.missing,
             "missing_keys_sample": missing[:SAMPLE],
             "unexpected": len(self.unexpected),
             "duplicates": self.duplicates,
@@ -96,11 +105,11 @@ class ManifestBuilder:
 
     def check(self, max_failed_request_ratio: float) -> None:
         """Raise when too many requests failed or (unless allowed) some keys have no result."""
-        missing = self.missing_keys
-        if missing and not self.allow_missing:
+        if self.missing and not self.allow_missing:
+            first = f" (first: {', '.join(self.missing_keys[:5])})" if self.expected is not None else ""
             raise BatchJobError(
-                f"{len(missing)} of {len(self.expected or ())} input keys have no result "
-                f"(first: {', '.join(missing[:5])}); pass allow_missing=True to accept that"
+                f"{self.missing} of {self.expected_count} requests have no result{first}; "
+                "pass allow_missing=True to accept that"
             )
         if self.rows and self.failed / self.rows > max_failed_request_ratio:
             raise BatchJobError(

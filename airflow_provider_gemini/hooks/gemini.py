@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import weakref
 from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
     import httpx
     from google.genai import Client
     from google.genai.client import AsyncClient
+
+
+# One async client per event loop and connection: a triggerer runs hundreds of triggers in one loop,
+# and a google-genai client (with its TLS context and connection pool) costs megabytes.
+_ClientsByConn = dict[str, tuple[GeminiSettings, Any]]
+_ASYNC_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ClientsByConn]
+_ASYNC_CLIENTS = weakref.WeakKeyDictionary()
 
 
 def _batch_path(name: str) -> str:
@@ -90,12 +99,21 @@ class GeminiHook(BaseHook):
         return self._client
 
     async def aget_conn(self) -> AsyncClient:
-        """The async client (``client.aio``), built once; the connection is read without blocking."""
+        """The async client (``client.aio``), shared by every hook of this connection in this event loop.
+
+        The connection is read without blocking the loop.
+        """
         if self._async_client is None:
             if self._settings is None:
                 conn = await self.aget_connection(self.gemini_conn_id)
                 self._settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
-            self._async_client = self._new_client(self._settings).aio
+            clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
+            cached = clients.get(self.gemini_conn_id)
+            if cached is None or cached[0] != self._settings:
+                # Keep the whole client: collecting it would close the transport the async side shares.
+                cached = (self._settings, self._new_client(self._settings))
+                clients[self.gemini_conn_id] = cached
+            self._async_client = cached[1].aio
         return self._async_client
 
     def test_connection(self) -> tuple[bool, str]:

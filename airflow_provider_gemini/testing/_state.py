@@ -146,6 +146,7 @@ class Emulated:
 
     data_dir: Path
     api_key: str | None = None
+    persist: bool = False  # write state.json on every change (only when the user asked for a data dir)
     settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     files: dict[str, StoredFile] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -170,6 +171,8 @@ class Emulated:
         return self.data_dir / "files" / file_id
 
     def save(self) -> None:
+        if not self.persist:
+            return
         data = {
             "files": [asdict(f) for f in self.files.values()],
             "jobs": [asdict(j) for j in self.jobs.values()],

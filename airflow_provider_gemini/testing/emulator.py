@@ -120,7 +120,7 @@ class EmulatorServer(EmulatorClient):
         from airflow_provider_gemini.testing._app import build_app
         from airflow_provider_gemini.testing._state import Emulated
 
-        state = Emulated(data_dir=self.data_dir, api_key=self.api_key)
+        state = Emulated(data_dir=self.data_dir, api_key=self.api_key, persist=not self._own_dir)
         state.settings.update(self._settings)
         config = uvicorn.Config(
             build_app(state),

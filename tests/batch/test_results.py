@@ -177,7 +177,7 @@ def test_manifest_accounts_for_every_key():
     assert manifest["duplicates"] == 1
     assert manifest["tokens"] == {"prompt": 20, "output": 10, "cached": 0, "total": 30}
     assert manifest["cost"]["batch"] == pytest.approx(manifest["cost"]["standard"] / 2, abs=1e-6)
-    with pytest.raises(BatchJobError, match="2 of 4 input keys have no result"):
+    with pytest.raises(BatchJobError, match="2 of 4 requests have no result \\(first: c, d\\)"):
         builder.check(1.0)
 
 

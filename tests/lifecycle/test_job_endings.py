@@ -109,3 +109,43 @@ the_dag()
     stats = gemini_emulator.stats()
     assert stats["jobs_created"] == 1
     assert stats["calls"]["gets"] > 5  # the faults were really met
+
+
+def test_soft_fail_skips_instead_of_failing(gemini_emulator):
+    gemini_emulator.configure(running_seconds=0.3, job_outcome="FAILED", job_error="broken")
+    source = create_and_wait(
+        "lc_soft_fail",
+        create_kwargs=RECORD_INPUT,
+        sensor_kwargs={"deferrable": True, "poke_interval": 0.1, "soft_fail": True},
+    )
+    assert task_states(run_dag("lc_soft_fail", source)) == {"create": "success", "wait": "skipped"}
+
+
+def test_reschedule_mode_waits_without_holding_a_slot(gemini_emulator):
+    gemini_emulator.configure(running_seconds=1.0)
+    source = create_and_wait(
+        "lc_reschedule",
+        create_kwargs=RECORD_INPUT,
+        sensor_kwargs={"deferrable": False, "mode": "reschedule", "poke_interval": 0.2},
+    )
+    dag_run = run_dag("lc_reschedule", source)
+    assert task_states(dag_run) == {"create": "success", "wait": "success"}
+    assert xcom_values("lc_reschedule", dag_run.run_id)[("wait", "return_value")]["state"] == "SUCCEEDED"
+
+
+def test_killing_a_waiting_create_task_cancels_its_job(gemini_emulator):
+    from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+
+    gemini_emulator.configure(running_seconds=60)
+    job = GeminiHook().create_batch(
+        model="gemini-2.5-flash",
+        display_name="killed",
+        inline_requests=[{"request": {"contents": [{"parts": [{"text": "x"}]}]}, "metadata": {"key": "a"}}],
+    )
+    operator = GeminiBatchCreateOperator(task_id="t", model="gemini-2.5-flash", requests=[{"contents": []}])
+    operator._batch_name = job.name  # what execute() records once the job exists
+    operator.on_kill()
+    assert GeminiHook().get_batch(job.name).state.value == "CANCELLED"
+    keep = GeminiBatchCreateOperator(task_id="k", model="m", requests=[{}], cancel_on_kill=False)
+    keep._batch_name = "batches/never-touched"
+    keep.on_kill()  # would raise on an unknown job if it called the API

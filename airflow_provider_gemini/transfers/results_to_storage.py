@@ -1,0 +1,232 @@
+"""Streams a batch job's results to object storage: raw or as flat rows, atomically, with a manifest."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_gemini.batch.errors import BatchJobError
+from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+from airflow_provider_gemini.batch.manifest import ManifestBuilder
+from airflow_provider_gemini.batch.results import (
+    ResultRow,
+    parse_result_line,
+    schema_columns,
+)
+from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.definitions.context import Context
+
+    from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+OutputFormat = Literal["jsonl", "flat_jsonl", "csv", "parquet"]
+
+
+class GeminiBatchResultsToStorageOperator(BaseOperator):
+    """Writes a succeeded batch job's results to any object storage, in bounded memory, never half-written.
+
+    Rows are read line by line from the result file's HTTP stream (or from the job's inline results)
+    and written through ``ObjectStoragePath`` to a temporary name next to the destination, which is
+    moved into place only once everything was written: a killed task leaves nothing at
+    ``destination``. Every input key is accounted for (succeeded, failed or missing), and a manifest
+    of counts, tokens and estimated cost goes to XCom.
+
+    :param batch_name: the job, ``batches/...`` (templated; usually the create task's XCom).
+    :param destination: where the results go: a path or URI on any storage Airflow supports (templated).
+    :param destination_conn_id: the connection the destination is written with.
+    :param output_format: ``jsonl`` (lines as Gemini returned them), ``flat_jsonl``, ``csv`` or ``parquet``
+        (flat rows: key, text, finish_reason, prompt/output/cached/total tokens, error).
+    :param parse_json: turn a structured-output answer into columns.
+    :param response_schema: the schema the requests asked for; fixes the parsed columns up front.
+    :param join_input: the input records (a list of dicts, templated) or a JSONL file of them; each row
+        then carries its record's fields, matched by ``join_key``.
+    :param join_key: the record field that holds the request key.
+    :param join_conn_id: the connection a ``join_input`` file is read with.
+    :param errors_destination: where failed requests go as well (flat JSONL), if anywhere.
+    :param max_failed_request_ratio: share of failed requests tolerated; checked after writing.
+    :param allow_missing: an input key without a result is not an error.
+    :param overwrite: replace an existing destination (False: fail before reading anything).
+    :param prices: overrides of the per-model price table, ``{"model": {"input_per_million": ...}}``.
+    :param gemini_conn_id: the Airflow connection to the Gemini API.
+    """
+
+    template_fields: Sequence[str] = ("batch_name", "destination", "errors_destination", "join_input")
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        batch_name: str,
+        destination: Any,
+        destination_conn_id: str | None = None,
+        output_format: OutputFormat = "jsonl",
+        parse_json: bool = False,
+        response_schema: dict[str, Any] | None = None,
+        join_input: Any = None,
+        join_key: str = "id",
+        join_conn_id: str | None = None,
+        errors_destination: Any = None,
+        max_failed_request_ratio: float = 0.0,
+        allow_missing: bool = False,
+        overwrite: bool = True,
+        prices: dict[str, Any] | None = None,
+        gemini_conn_id: str = "gemini_default",
+        **kwargs: Any,
+    ) -> None:
+        if output_format not in FORMATS:
+            raise ValueError(f"output_format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+        super().__init__(**kwargs)
+        self.batch_name = batch_name
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.output_format = output_format
+        self.parse_json = parse_json
+        self.response_schema = response_schema
+        self.join_input = join_input
+        self.join_key = join_key
+        self.join_conn_id = join_conn_id
+        self.errors_destination = errors_destination
+        self.max_failed_request_ratio = max_failed_request_ratio
+        self.allow_missing = allow_missing
+        self.overwrite = overwrite
+        self.prices = prices
+        self.gemini_conn_id = gemini_conn_id
+
+    @cached_property
+    def hook(self) -> GeminiHook:
+        from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+        return GeminiHook(gemini_conn_id=self.gemini_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        destination = self._path(self.destination, self.destination_conn_id)
+        errors_destination = (
+            self._path(self.errors_destination, self.destination_conn_id) if self.errors_destination else None
+        )
+        if not self.overwrite and destination.exists():
+            raise FileExistsError(f"{destination} exists and overwrite=False")
+        job = self.hook.get_batch(self.batch_name)
+        if job.state is not BatchState.SUCCEEDED:
+            raise BatchJobError(
+                f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store",
+                batch_name=job.name,
+                state=job.state.value,
+            )
+        records = self._join_records()
+        builder = ManifestBuilder(
+            model=job.model,
+            expected_keys=records.keys() if records is not None else None,
+            expected_count=job.stats.request_count or None,
+            prices=self.prices,
+            allow_missing=self.allow_missing,
+        )
+        errors_sink = atomic_sink(errors_destination) if errors_destination else nullcontext()
+        with atomic_sink(destination) as sink, errors_sink as failures:
+            written = self._write(job, sink, failures, builder, records)
+        manifest = builder.build(
+            destination=str(destination),
+            errors_destination=str(errors_destination) if errors_destination else None,
+            batch_name=job.name,
+            bytes_written=written,
+        )
+        self.log.info("Results manifest: %s", json.dumps(manifest))
+        builder.check(self.max_failed_request_ratio)  # after the outputs are written, on purpose
+        return manifest
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _result_lines(self, job: BatchJobInfo) -> Iterator[bytes]:
+        """Result lines as bytes, from the file's stream or the job's inline responses."""
+        if job.result_file:
+            yield from self.hook.iter_result_lines(job.result_file)
+            return
+        for number, item in enumerate(job.inlined_responses or [], start=1):
+            key = (item.get("metadata") or {}).get("key") or f"request-{number:06d}"
+            body = {k: v for k, v in item.items() if k != "metadata"}
+            yield json.dumps({"key": key, **body}, ensure_ascii=False).encode()
+
+    def _rows(self, job: BatchJobInfo) -> Iterator[tuple[bytes, ResultRow]]:
+        for number, line in enumerate(self._result_lines(job), start=1):
+            if line.strip():
+                yield line, parse_result_line(line, line_number=number, parse_json=self.parse_json)
+
+    def _join_records(self) -> dict[str, dict[str, Any]] | None:
+        """The input records by key (held in memory: they are the input, not the results)."""
+        if self.join_input is None:
+            return None
+        if isinstance(self.join_input, (list, tuple)):
+            source: Any = self.join_input
+        else:
+            path = self._path(self.join_input, self.join_conn_id)
+            with path.open("rb") as handle:
+                source = [json.loads(line) for line in handle if line.strip()]
+        records: dict[str, dict[str, Any]] = {}
+        for number, record in enumerate(source, start=1):
+            if not isinstance(record, dict) or self.join_key not in record:
+                raise ValueError(f"join_input record {number} has no {self.join_key!r} field")
+            records[str(record[self.join_key])] = record
+        return records
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        job: BatchJobInfo,
+        sink: Any,
+        failures_sink: Any,
+        builder: ManifestBuilder,
+        records: dict[str, dict[str, Any]] | None,
+    ) -> int:
+        """One pass over the results: every row to the destination, failed ones to the errors file too."""
+        known = schema_columns(self.response_schema) if self.parse_json else None
+        if records:
+            first = next(iter(records.values()))
+            known = [*(known or []), *(k for k in first if k != self.join_key)]
+        writer = writer_for(self.output_format, sink, known)
+        failures = writer_for("flat_jsonl", failures_sink) if failures_sink is not None else None
+        for line, row in self._rows(job):
+            builder.add(row)
+            if failures is not None and not row.succeeded:
+                failures.write(row.to_record())
+            if self.output_format == "jsonl":
+                writer.write_line(line)
+                continue
+            extra = None
+            if records is not None:
+                extra = {k: v for k, v in records.get(row.key, {}).items() if k != self.join_key}
+            writer.write(row.to_record(parse_json=self.parse_json, extra=extra))
+        writer.close()
+        return writer.bytes_written
+
+    def _path(self, value: Any, conn_id: str | None) -> ObjectStoragePath:
+        from airflow.sdk import ObjectStoragePath
+
+        if isinstance(value, ObjectStoragePath):
+            return value
+        return ObjectStoragePath(str(value), conn_id=conn_id)
+
+
+@contextmanager
+def atomic_sink(destination: ObjectStoragePath) -> Iterator[Any]:
+    """A binary stream to a hidden sibling of ``destination``, moved into place only on success.
+
+    On any failure the sibling is removed; a killed process leaves at most the hidden sibling, never
+    a partial ``destination``.
+    """
+    temporary = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        with temporary.open("wb") as sink:
+            yield sink
+        temporary.rename(destination)
+    except BaseException:
+        with suppress(Exception):  # cleaning up must not hide the real error
+            temporary.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,198 @@
+"""Results to storage through real Airflow, against the emulator, written to local files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from airflow_provider_gemini.hooks.gemini import GeminiHook
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+RECORDS = [{"id": f"p{i}", "name": f"product {i}", "price": i * 1.5} for i in range(1, 7)]
+SCHEMA = {
+    "type": "OBJECT",
+    "properties": {"headline": {"type": "STRING"}, "rating": {"type": "INTEGER", "minimum": 1, "maximum": 5}},
+}
+
+
+def pipeline(dag_id: str, destination: str, *, store: dict, create: dict | None = None) -> str:
+    create = create or {
+        "records": RECORDS,
+        "prompt_template": "Describe {name}.",
+        "key_field": "id",
+        "generation_config": {"response_mime_type": "application/json", "response_schema": SCHEMA},
+    }
+    return f"""
+import datetime
+from airflow.sdk import dag
+from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+@dag(dag_id={dag_id!r}, schedule=None, start_date=datetime.datetime(2024, 1, 1))
+def the_dag():
+    create = GeminiBatchCreateOperator(task_id="create", model="gemini-2.5-flash", **{create!r})
+    wait = GeminiBatchSensor(task_id="wait", batch_name=create.output["batch_name"], poke_interval=0.1,
+                             max_failed_request_ratio=1.0)
+    store = GeminiBatchResultsToStorageOperator(task_id="store", batch_name=create.output["batch_name"],
+                                                destination={destination!r}, **{store!r})
+    create >> wait >> store
+
+the_dag()
+"""
+
+
+@pytest.mark.parametrize("input_mode", ["inline", "file"])
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_each_format_reads_back_one_row_per_key(gemini_emulator, tmp_path, output_format, input_mode):
+    destination = tmp_path / f"out.{output_format}"
+    dag_id = f"store_{output_format}_{input_mode}"
+    create = {
+        "records": RECORDS,
+        "prompt_template": "Describe {name}.",
+        "key_field": "id",
+        "input_mode": input_mode,
+        "generation_config": {"response_mime_type": "application/json", "response_schema": SCHEMA},
+    }
+    store = {
+        "output_format": output_format,
+        "parse_json": True,
+        "response_schema": SCHEMA,
+        "join_input": RECORDS,
+    }
+    dag_run = run_dag(dag_id, pipeline(dag_id, str(destination), store=store, create=create))
+    assert task_states(dag_run) == {"create": "success", "wait": "success", "store": "success"}
+
+    rows = read_back(destination, output_format)
+    assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
+    if output_format != "jsonl":
+        row = next(r for r in rows if r["key"] == "p3")
+        assert row["name"] == "product 3"  # joined back from the input record
+        assert float(row["price"]) == 4.5
+        assert 1 <= int(row["rating"]) <= 5  # structured output became a column
+        assert row["headline"]
+        assert int(row["total_tokens"]) > 0
+    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+    assert manifest["rows"] == manifest["succeeded"] == 6
+    assert manifest["failed"] == manifest["missing"] == 0
+    assert manifest["bytes"] == destination.stat().st_size
+    assert manifest["tokens"]["total"] > 0
+    assert manifest["cost"]["standard"] > manifest["cost"]["batch"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == [destination.name]  # no temporary file left
+
+
+def read_back(path, output_format):
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        assert table.schema.field("prompt_tokens").type == "int64"
+        assert table.schema.field("rating").type == "int64"
+        return table.to_pylist()
+    if output_format == "csv":
+        with open(path, newline="") as handle:
+            return list(csv.DictReader(handle))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_failed_requests_go_to_the_errors_file_and_the_threshold_fails_after_writing(
+    gemini_emulator, tmp_path, capfd
+):
+    gemini_emulator.configure(failed_key_pattern="^p[25]$")
+    destination, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    store = {
+        "output_format": "flat_jsonl",
+        "errors_destination": str(errors),
+        "max_failed_request_ratio": 0.2,
+    }
+    dag_run = run_dag("store_errors", pipeline("store_errors", str(destination), store=store))
+    assert task_states(dag_run)["store"] == "failed"
+    assert len(destination.read_text().splitlines()) == 6  # written before the threshold failed the task
+    failed = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert sorted(f["key"] for f in failed) == ["p2", "p5"]
+    assert all("400 INVALID_ARGUMENT" in f["error"] for f in failed)
+    captured = capfd.readouterr()
+    assert "2 of 6 requests failed (33.3%)" in captured.out + captured.err
+
+
+def test_missing_keys_are_an_error_unless_allowed(gemini_emulator, tmp_path, capfd):
+    extra = [*RECORDS, {"id": "ghost", "name": "never asked"}]
+    store = {"output_format": "flat_jsonl", "join_input": extra}
+    dag_run = run_dag("store_missing", pipeline("store_missing", str(tmp_path / "o.jsonl"), store=store))
+    assert task_states(dag_run)["store"] == "failed"
+    captured = capfd.readouterr()
+    assert "1 of 7 requests have no result (first: ghost)" in captured.out + captured.err
+    allowed = {**store, "allow_missing": True}
+    dag_run = run_dag(
+        "store_missing_ok", pipeline("store_missing_ok", str(tmp_path / "p.jsonl"), store=allowed)
+    )
+    assert task_states(dag_run)["store"] == "success"
+    assert xcom_values("store_missing_ok", dag_run.run_id)[("store", "return_value")]["missing"] == 1
+
+
+def test_dropped_connection_fails_clearly_and_leaves_nothing(gemini_emulator, tmp_path, capfd):
+    destination = tmp_path / "out.jsonl"
+    create = {
+        "requests": [{"contents": [{"parts": [{"text": f"q{i}"}]}]} for i in range(50)],
+        "input_mode": "file",
+    }
+    gemini_emulator.add_fault(operations=["downloads"], drop_after_bytes=2000)
+    dag_run = run_dag("store_dropped", pipeline("store_dropped", str(destination), store={}, create=create))
+    assert task_states(dag_run)["store"] == "failed"
+    captured = capfd.readouterr()
+    assert "failed after 5 attempts" in captured.out + captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_false_refuses_before_reading(gemini_emulator, tmp_path):
+    destination = tmp_path / "out.jsonl"
+    destination.write_text("keep me\n")
+    dag_run = run_dag("store_keep", pipeline("store_keep", str(destination), store={"overwrite": False}))
+    assert task_states(dag_run)["store"] == "failed"
+    assert destination.read_text() == "keep me\n"
+    assert gemini_emulator.stats()["calls"]["downloads"] == 0
+
+
+KILLED_TRANSFER = """
+import sys
+from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+op = GeminiBatchResultsToStorageOperator(task_id="t", batch_name=sys.argv[1], destination=sys.argv[2],
+                                         output_format="parquet")
+op.execute({})
+"""
+
+
+def test_a_transfer_killed_mid_stream_leaves_no_object_at_destination(gemini_emulator, tmp_path):
+    lines = b"".join(
+        json.dumps(
+            {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"item {i} " * 20}]}]}}
+        ).encode()
+        + b"\n"
+        for i in range(3000)
+    )
+    hook = GeminiHook()
+    uploaded = hook.upload_file(__import__("io").BytesIO(lines))
+    job = hook.create_batch(model="gemini-2.5-flash", display_name="big", file_name=uploaded["name"])
+    gemini_emulator.add_fault(operations=["downloads"], chunk_delay_seconds=0.2)
+    destination = tmp_path / "out.parquet"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_TRANSFER, job.name, str(destination)], env=os.environ.copy()
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+        assert child.poll() is None, "the transfer ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # mid-stream
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    assert not destination.exists()
