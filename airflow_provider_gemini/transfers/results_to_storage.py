@@ -132,8 +132,8 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         with atomic_sink(destination) as sink, errors_sink as failures:
             written = self._write(job, sink, failures, builder, records)
         manifest = builder.build(
-            destination=str(destination),
-            errors_destination=str(errors_destination) if errors_destination else None,
+            destination=_uri(destination),
+            errors_destination=_uri(errors_destination) if errors_destination else None,
             batch_name=job.name,
             bytes_written=written,
         )
@@ -212,6 +212,13 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if isinstance(value, ObjectStoragePath):
             return value
         return ObjectStoragePath(str(value), conn_id=conn_id)
+
+
+def _uri(path: ObjectStoragePath) -> str:
+    """The path as users write it: without the connection id Airflow puts in ``str()``."""
+    if path.protocol in ("", "file", "local"):
+        return str(path)
+    return f"{path.protocol}://{path.path}"
 
 
 @contextmanager

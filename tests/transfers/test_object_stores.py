@@ -1,0 +1,60 @@
+"""Results written to S3 (moto's server, over HTTP), read back with the expected schema."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import boto3
+import pytest
+
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+from tests.transfers.test_results_to_storage import RECORDS, SCHEMA, pipeline
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+
+def s3_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_each_format_on_s3(gemini_emulator, moto_s3, s3_bucket, output_format):
+    destination = f"s3://{s3_bucket}/enriched/out.{output_format}"
+    store = {
+        "output_format": output_format,
+        "destination_conn_id": "aws_default",
+        "parse_json": True,
+        "response_schema": SCHEMA,
+        "join_input": RECORDS,
+    }
+    dag_id = f"s3_{output_format}"
+    dag_run = run_dag(dag_id, pipeline(dag_id, destination, store=store))
+    assert task_states(dag_run)["store"] == "success"
+
+    objects = s3_objects(moto_s3, s3_bucket)
+    assert list(objects) == [f"enriched/out.{output_format}"]  # no temporary object left behind
+    body = objects[f"enriched/out.{output_format}"]
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(body))
+        assert {"key", "text", "rating", "name", "total_tokens"} <= set(table.schema.names)
+        rows = table.to_pylist()
+    elif output_format == "csv":
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+    else:
+        rows = [json.loads(line) for line in body.decode().splitlines()]
+    assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
+    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+    assert manifest["destination"] == destination
+    assert manifest["bytes"] == len(body)
