@@ -28,7 +28,7 @@ TARGETS = {"lag_p99_ms": 50.0, "peak_rss_mb": 300.0, "cpu_per_poll_ratio": 0.5}
 
 
 def _create_jobs(count: int, url: str) -> list[str]:
-    """Jobs that finish at staggered times: running 4 s to 4 + count/100 s."""
+    """Jobs that finish at staggered times: running 4 s to 24 s."""
     from airflow_provider_gemini.hooks.gemini import GeminiHook
     from airflow_provider_gemini.testing.emulator import EmulatorClient
 
@@ -37,7 +37,7 @@ def _create_jobs(count: int, url: str) -> list[str]:
     names = []
     request = [{"request": {"contents": [{"parts": [{"text": "hello"}]}]}, "metadata": {"key": "k"}}]
     for i in range(count):
-        control.configure(pending_seconds=1.0, running_seconds=4.0 + (i % 100) * 0.1 * max(1, count // 100))
+        control.configure(pending_seconds=1.0, running_seconds=4.0 + (i % 100) * 0.2)
         names.append(
             hook.create_batch(
                 model="gemini-2.5-flash", display_name=f"fleet-{i}", inline_requests=request
@@ -55,13 +55,21 @@ async def _lag_monitor(samples: list[float], stop: asyncio.Event, tick: float = 
 
 
 async def _run_fleet(names: list[str], poll: float, baseline: bool) -> dict[str, float]:
+    from airflow_provider_gemini.hooks._settings import GeminiSettings
     from airflow_provider_gemini.hooks.gemini import GeminiHook
     from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+
+    class FreshClientHook(GeminiHook):
+        async def aget_conn(self):  # type: ignore[no-untyped-def]
+            conn = await self.aget_connection(self.gemini_conn_id)
+            settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+            self._settings = settings
+            return self._new_client(settings).aio
 
     class NewClientEveryPoll(GeminiBatchTrigger):
         @property  # type: ignore[override]
         def hook(self) -> GeminiHook:
-            return GeminiHook(gemini_conn_id=self.gemini_conn_id)
+            return FreshClientHook(gemini_conn_id=self.gemini_conn_id)
 
     cls = NewClientEveryPoll if baseline else GeminiBatchTrigger
     triggers = [cls(batch_name=name, poll_interval=poll) for name in names]

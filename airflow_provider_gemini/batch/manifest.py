@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow_provider_gemini.batch.errors import BatchJobError
 from airflow_provider_gemini.batch.pricing import estimate_cost
-from airflow_provider_gemini.batch.results import ResultRow
+from airflow_provider_gemini.batch.results import BlockSummary, ResultRow
 
 SAMPLE = 20
 
@@ -42,10 +42,13 @@ class ManifestBuilder:
         self.tokens = {"prompt": 0, "output": 0, "cached": 0, "total": 0}
 
     def add(self, row: ResultRow) -> None:
-        if row.key in self.seen:
-            self.duplicates += 1
-            return
-        self.seen.add(row.key)
+        # Keys are only remembered when there are expected ones to check them against: a set of
+        # millions of keys would make memory grow with the file.
+        if self.expected is not None:
+            if row.key in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(row.key)
         self.rows += 1
         if row.succeeded:
             self.succeeded += 1
@@ -57,6 +60,15 @@ class ManifestBuilder:
         self.tokens["output"] += row.output_tokens
         self.tokens["cached"] += row.cached_tokens
         self.tokens["total"] += row.total_tokens
+
+    def add_summary(self, summary: BlockSummary) -> None:
+        """Count a block's succeeded lines (its failed lines are added one by one as rows)."""
+        self.rows += summary.succeeded
+        self.succeeded += summary.succeeded
+        self.tokens["prompt"] += summary.prompt_tokens
+        self.tokens["output"] += summary.output_tokens
+        self.tokens["cached"] += summary.cached_tokens
+        self.tokens["total"] += summary.total_tokens
 
     @property
     def missing_keys(self) -> list[str]:

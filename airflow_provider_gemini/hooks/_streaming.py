@@ -17,7 +17,7 @@ from airflow_provider_gemini.batch.errors import TRANSIENT_HTTP_CODES, GeminiApi
 READ_SIZE = 1 << 20
 
 
-def stream_lines(
+def stream_blocks(
     client: httpx.Client,
     url: str,
     *,
@@ -27,7 +27,10 @@ def stream_lines(
     initial_delay: float = 1.0,
     max_delay: float = 30.0,
 ) -> Iterator[bytes]:
-    """Yield each line of the body at ``url`` (without its newline), resuming after transient failures.
+    """Yield blocks of whole lines (each block ends with a newline), resuming after transient failures.
+
+    Blocks let a caller that copies bytes skip per-line work; a dropped connection resumes from the
+    end of the last complete line, so no line is ever yielded twice or cut.
 
     :param name: the file's name, for error messages.
     """
@@ -55,13 +58,14 @@ def stream_lines(
                         if not chunk:
                             continue
                     pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        offset += len(line) + 1
-                        yield line.removesuffix(b"\r")
+                    cut = pending.rfind(b"\n") + 1
+                    if cut:
+                        block, pending = pending[:cut], pending[cut:]
+                        offset += len(block)
+                        yield block
             if pending:
                 offset += len(pending)
-                yield pending.removesuffix(b"\r")
+                yield pending + b"\n"
             if expected is not None and offset < expected:
                 raise ResultsDownloadError(f"{name}: got {offset} of {expected} bytes")
             return

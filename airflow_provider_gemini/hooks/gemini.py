@@ -193,11 +193,19 @@ class GeminiHook(BaseHook):
         :class:`ResultsDownloadError` says how many bytes arrived. A short file is never reported
         as complete.
         """
-        from airflow_provider_gemini.hooks._streaming import stream_lines
+        for block in self.iter_result_blocks(file_name):
+            lines = block.split(b"\n")
+            lines.pop()
+            for line in lines:
+                yield line.removesuffix(b"\r")
+
+    def iter_result_blocks(self, file_name: str) -> Iterator[bytes]:
+        """The result file as blocks of whole lines (each ends with a newline), for byte copies."""
+        from airflow_provider_gemini.hooks._streaming import stream_blocks
 
         settings = self.settings
         path = _file_path(file_name)
-        yield from stream_lines(
+        yield from stream_blocks(
             self._http,
             f"{settings.download_base}/{path}:download?alt=media",
             headers=self._auth_headers(),

@@ -562,6 +562,23 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
             synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000))
         )
         return JSONResponse(stored.resource(emu.url_for(request)))
+    if action == "batches:synthesize" and method == "POST":
+        raw = await request.json()
+        stored = await asyncio.to_thread(
+            synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000))
+        )
+        synthetic = state.new_job(
+            kind="generate",
+            model=f"models/{raw.get('model', 'gemini-2.5-flash')}",
+            display_name=raw.get("display_name", "synthesized"),
+            items=None,
+            input_file=None,
+            request_count=stored.lines,
+            failed_count=0,
+        )
+        synthetic.output_file = stored.name
+        state.end(synthetic, "SUCCEEDED")
+        return JSONResponse(emu.resource(synthetic))
     outcome = re.fullmatch(r"batches/(?P<id>[^/:]+):outcome", action)
     if outcome and method == "POST":
         job = state.jobs.get(outcome.group("id"))
@@ -595,9 +612,11 @@ def synthesize(state: Emulated, size_bytes: int, line_bytes: int):
             sink.write(block)
             written += len(block)
             index += 1000
-    return state.add_file(
+    stored = state.add_file(
         Path(path), display_name="synthesized-results", mime_type="application/jsonl", source="GENERATED"
     )
+    stored.lines = index
+    return stored
 
 
 def build_app(state: Emulated) -> Starlette:

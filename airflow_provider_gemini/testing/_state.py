@@ -67,6 +67,7 @@ class StoredFile:
     sha256: str
     created: float
     source: str  # UPLOADED or GENERATED
+    lines: int = 0  # known for synthesized files only
 
     @property
     def name(self) -> str:

@@ -68,9 +68,13 @@ class EmulatorClient:
 
     def synthesize_file(self, size_bytes: int, line_bytes: int = 1000) -> str:
         """Write a downloadable result-shaped file of at least ``size_bytes``; returns ``files/...``."""
-        return self._call("POST", "files:synthesize", {"size_bytes": size_bytes, "line_bytes": line_bytes})[
-            "name"
-        ]
+        body = {"size_bytes": size_bytes, "line_bytes": line_bytes}
+        return self._call("POST", "files:synthesize", body)["name"]
+
+    def synthesize_job(self, size_bytes: int, line_bytes: int = 1000, model: str = "gemini-2.5-flash") -> str:
+        """A SUCCEEDED job whose result file is synthesized (``size_bytes``); returns ``batches/...``."""
+        body = {"size_bytes": size_bytes, "line_bytes": line_bytes, "model": model}
+        return self._call("POST", "batches:synthesize", body)["name"]
 
 
 class EmulatorServer(EmulatorClient):

@@ -45,6 +45,9 @@ class RawJsonlWriter:
     def write_line(self, line: bytes) -> None:
         self.out.write(line + b"\n")
 
+    def write_block(self, block: bytes) -> None:
+        self.out.write(block)
+
     def close(self) -> None:
         pass
 

@@ -17,6 +17,7 @@ from airflow_provider_gemini.batch.results import (
     parse_result_line,
     parse_structured,
     schema_columns,
+    summarize_block,
 )
 
 
@@ -201,3 +202,20 @@ def test_rows_stream_lazily():
     rows = iter_rows(lines())
     next(rows)
     assert len(produced) == 1
+
+
+def test_block_summary_matches_a_full_parse():
+    lines = [
+        ok_line("a", "x"),
+        json.dumps({"key": "b", "error": {"code": 400, "message": "no"}}),
+        ok_line("c", "y"),
+    ]
+    block = ("\n".join(lines) + "\n").encode()
+    summary = summarize_block(block)
+    full = [parse_result_line(line) for line in lines]
+    assert summary.succeeded == sum(r.succeeded for r in full)
+    assert [parse_result_line(f).key for f in summary.failed_lines] == ["b"]
+    assert summary.prompt_tokens == sum(r.prompt_tokens for r in full)
+    assert summary.total_tokens == sum(r.total_tokens for r in full)
+    blocked = json.dumps({"key": "d", "response": {"promptFeedback": {"blockReason": "SAFETY"}}})
+    assert summarize_block((blocked + "\n").encode()) is None  # judged by a full parse instead

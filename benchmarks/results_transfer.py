@@ -1,0 +1,142 @@
+"""Storing a job's results: our transfer (jsonl passthrough, parquet) beside a plain copy and the SDK.
+
+For each size, a SUCCEEDED job with a synthesized result file is made in the emulator (its own
+process); each writer then runs in a fresh process, so its peak RSS is its own:
+
+- jsonl: ``GeminiBatchResultsToStorageOperator`` with ``output_format="jsonl"`` to a local file;
+- parquet: the same operator with ``output_format="parquet"``;
+- plain: an httpx streaming copy of the same bytes to a local file (the throughput baseline);
+- sdk: ``client.files.download`` into memory, then written out (the google provider's approach).
+
+Prints figures side by side; asserts nothing.
+
+    .venv/bin/python benchmarks/results_transfer.py [--sizes-mb 100 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._emulator_process import connection_env, emulator_process
+
+MB = 1_000_000
+WRITERS = ("jsonl", "parquet", "plain", "sdk")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(writer: str, url: str, batch_name: str, out_dir: str) -> dict[str, float]:
+    from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+    hook = GeminiHook()
+    job = hook.get_batch(batch_name)
+    target = Path(out_dir) / f"out.{writer}"
+    if writer in ("jsonl", "parquet"):
+        from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+        operator = GeminiBatchResultsToStorageOperator(
+            task_id="store", batch_name=batch_name, destination=str(target), output_format=writer
+        )
+        if writer == "parquet":
+            import pyarrow.parquet  # noqa: F401  (imported before the clock starts, as for the others)
+        start_rss, start = rss_mb(), time.perf_counter()
+        operator.execute({})
+    elif writer == "plain":
+        import httpx
+
+        start_rss, start = rss_mb(), time.perf_counter()
+        address = f"{hook.settings.download_base}/{job.result_file}:download?alt=media"
+        with (
+            httpx.Client(timeout=600) as client,
+            client.stream("GET", address, headers={"x-goog-api-key": "bench-key"}) as response,
+            open(target, "wb") as sink,
+        ):
+            for chunk in response.iter_raw(1 << 20):
+                sink.write(chunk)
+    else:
+        from google import genai
+        from google.genai import types
+
+        client = genai.Client(api_key="bench-key", http_options=types.HttpOptions(base_url=url))
+        start_rss, start = rss_mb(), time.perf_counter()
+        target.write_bytes(client.files.download(file=job.result_file))
+    seconds = time.perf_counter() - start
+    source_mb = hook.get_file(job.result_file)["sizeBytes"]
+    return {
+        "source_mb": int(source_mb) / MB,
+        "written_mb": target.stat().st_size / MB,
+        "seconds": seconds,
+        "mb_s": int(source_mb) / MB / seconds,
+        "peak_rss_mb": rss_mb(),
+        "rss_delta_mb": rss_mb() - start_rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes-mb", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--child", nargs=4, metavar=("WRITER", "URL", "BATCH", "DIR"))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run(*args.child)))
+        return
+
+    rows = []
+    with emulator_process() as url, tempfile.TemporaryDirectory() as out_dir:
+        from airflow_provider_gemini.testing.emulator import EmulatorClient
+
+        env = {**os.environ, **connection_env(url)}
+        for size in args.sizes_mb:
+            batch = EmulatorClient(url).synthesize_job(size * MB)
+            for writer in WRITERS:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", writer, url, batch, out_dir],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rows.append(
+                    {"size": size, "writer": writer, **json.loads(out.stdout.strip().splitlines()[-1])}
+                )
+                for leftover in Path(out_dir).iterdir():
+                    leftover.unlink()
+
+    print(
+        f"\n{'results':>8} {'writer':<8}{'written MB':>11}{'MB/s':>8}{'peak RSS MB':>13}{'RSS growth MB':>15}"
+    )
+    for r in rows:
+        figures = (
+            f"{r['written_mb']:>11.0f}{r['mb_s']:>8.0f}{r['peak_rss_mb']:>13.0f}{r['rss_delta_mb']:>15.0f}"
+        )
+        print(f"{r['size']:>6}MB {r['writer']:<8}{figures}")
+    by = {(r["size"], r["writer"]): r for r in rows}
+    small, large = min(args.sizes_mb), max(args.sizes_mb)
+    print("\ntargets:")
+    for size in args.sizes_mb:
+        share = by[(size, "jsonl")]["mb_s"] / by[(size, "plain")]["mb_s"]
+        verdict = "met" if share >= 0.7 else "MISSED"
+        print(f"  {size} MB: jsonl throughput {share:.0%} of the plain copy (>= 70%): {verdict}")
+    for writer in ("jsonl", "parquet"):
+        peak = by[(large, writer)]["peak_rss_mb"]
+        growth = peak - by[(small, writer)]["peak_rss_mb"]
+        verdict = "met" if peak < 300 and growth <= 50 else "MISSED"
+        print(
+            f"  {writer}: peak RSS {peak:.0f} MB at {large} MB (< 300), {growth:+.0f} MB vs {small}: {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()
