@@ -167,14 +167,20 @@ def summarize_block(block: bytes) -> BlockSummary | None:
     a full parse to be judged (a blocked prompt), so the caller parses that block line by line."""
     if b'"promptFeedback"' in block:
         return None
-    succeeded = 0
+    lines = block.count(b"\n")
+    succeeded = block.count(b'"response"')
     failed: list[bytes] = []
-    for line in block.split(b"\n"):
-        if b'"response"' in line:
-            succeeded += 1
-        elif line.strip():
-            failed.append(line)
-    sums = {name: sum(map(int, pattern.findall(block))) for name, pattern in _TOKEN_COUNTS.items()}
+    if succeeded != lines:  # some line failed (or is blank): look at each one
+        succeeded = 0
+        for line in block.split(b"\n"):
+            if b'"response"' in line:
+                succeeded += 1
+            elif line.strip():
+                failed.append(line)
+    sums = {
+        name: sum(map(int, pattern.findall(block))) if name.encode() in block else 0
+        for name, pattern in _TOKEN_COUNTS.items()
+    }
     return BlockSummary(
         succeeded=succeeded,
         failed_lines=failed,
