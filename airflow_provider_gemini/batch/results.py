@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_gemini.batch.errors import ResultsFormatError
+from airflow_provider_gemini.batch.wire import field
 
 FLAT_COLUMNS = (
     "key",
@@ -40,15 +41,6 @@ _TOKEN_COUNTS = {
         "totalTokenCount",
     )
 }
-
-
-def _get(data: Any, *names: str) -> Any:
-    if not isinstance(data, dict):
-        return None
-    for name in names:
-        if name in data:
-            return data[name]
-    return None
 
 
 def _int(value: Any) -> int:
@@ -107,26 +99,26 @@ def row_from_result(key: str, response: Any, error: Any, *, parse_json: bool = F
         return ResultRow(
             key, None, None, 0, 0, 0, 0, _error_text(error if error is not None else "no response")
         )
-    usage = _get(response, "usageMetadata", "usage_metadata") or {}
-    prompt = _int(_get(usage, "promptTokenCount", "prompt_token_count"))
-    output = _int(_get(usage, "candidatesTokenCount", "candidates_token_count"))
-    thoughts = _int(_get(usage, "thoughtsTokenCount", "thoughts_token_count"))  # billed as output
-    cached = _int(_get(usage, "cachedContentTokenCount", "cached_content_token_count"))
-    total = _int(_get(usage, "totalTokenCount", "total_token_count")) or prompt + output + thoughts
-    candidates = _get(response, "candidates") or []
+    usage = field(response, "usageMetadata", "usage_metadata") or {}
+    prompt = _int(field(usage, "promptTokenCount", "prompt_token_count"))
+    output = _int(field(usage, "candidatesTokenCount", "candidates_token_count"))
+    thoughts = _int(field(usage, "thoughtsTokenCount", "thoughts_token_count"))  # billed as output
+    cached = _int(field(usage, "cachedContentTokenCount", "cached_content_token_count"))
+    total = _int(field(usage, "totalTokenCount", "total_token_count")) or prompt + output + thoughts
+    candidates = field(response, "candidates") or []
     if not candidates:
-        feedback = _get(response, "promptFeedback", "prompt_feedback") or {}
-        reason = _get(feedback, "blockReason", "block_reason") or "no candidates"
+        feedback = field(response, "promptFeedback", "prompt_feedback") or {}
+        reason = field(feedback, "blockReason", "block_reason") or "no candidates"
         return ResultRow(key, None, None, prompt, output + thoughts, cached, total, f"blocked: {reason}")
     candidate = candidates[0]
-    parts = _get(_get(candidate, "content") or {}, "parts") or []
+    parts = field(field(candidate, "content") or {}, "parts") or []
     texts = [
         p["text"]
         for p in parts
         if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
     ]
     text = "".join(texts) if texts else None
-    finish = _get(candidate, "finishReason", "finish_reason")
+    finish = field(candidate, "finishReason", "finish_reason")
     parsed = parse_structured(text) if parse_json else None
     return ResultRow(key, text, finish, prompt, output + thoughts, cached, total, None, parsed)
 
@@ -139,15 +131,15 @@ def parse_result_line(
         data = json.loads(line)
     except ValueError as err:
         raise ResultsFormatError(f"result line {line_number}: not JSON ({err})") from None
-    key = _get(data, "key")
+    key = field(data, "key")
     if key is None:
-        key = _get(_get(data, "metadata") or {}, "key")
+        key = field(field(data, "metadata") or {}, "key")
     if key is None:
         raise ResultsFormatError(f"result line {line_number}: no key")
-    error = _get(data, "error")
-    if error is None and _get(data, "response") is None:
-        error = _get(data, "status")
-    return row_from_result(str(key), _get(data, "response"), error, parse_json=parse_json)
+    error = field(data, "error")
+    if error is None and field(data, "response") is None:
+        error = field(data, "status")
+    return row_from_result(str(key), field(data, "response"), error, parse_json=parse_json)
 
 
 @dataclass(frozen=True)
@@ -203,8 +195,8 @@ def parse_inline_responses(
 ) -> Iterator[ResultRow]:
     """Rows from a job's inline responses (small batches); keys come from each item's metadata."""
     for number, item in enumerate(items, start=1):
-        key = _get(_get(item, "metadata") or {}, "key") or f"request-{number:06d}"
-        yield row_from_result(str(key), _get(item, "response"), _get(item, "error"), parse_json=parse_json)
+        key = field(field(item, "metadata") or {}, "key") or f"request-{number:06d}"
+        yield row_from_result(str(key), field(item, "response"), field(item, "error"), parse_json=parse_json)
 
 
 def parse_structured(text: str | None) -> dict[str, Any] | None:

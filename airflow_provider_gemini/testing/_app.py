@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from airflow_provider_gemini.batch.wire import field
 from airflow_provider_gemini.testing._state import (
     DEFAULT_SETTINGS,
     Emulated,
@@ -113,15 +114,6 @@ class BodyStream:
             if self.cut_after is not None and sent >= self.cut_after:
                 raise EmulatedDrop("emulated dropped connection")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _camel(data: dict[str, Any] | None, *names: str) -> Any:
-    if not isinstance(data, dict):
-        return None
-    for name in names:
-        if name in data:
-            return data[name]
-    return None
 
 
 class Emulator:
@@ -315,8 +307,8 @@ async def upload_start(request: Request, emu: Emulator, match: re.Match[str]) ->
     os.close(fd)
     emu.state.uploads[upload_id] = {
         "path": path,
-        "display_name": _camel(meta, "displayName", "display_name"),
-        "mime_type": _camel(meta, "mimeType", "mime_type"),
+        "display_name": field(meta, "displayName", "display_name"),
+        "mime_type": field(meta, "mimeType", "mime_type"),
         "received": 0,
     }
     prefix = match.group("prefix") or ""
@@ -408,7 +400,7 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
         key = str((metadata or {}).get("key") or f"request-{index:06d}")
         request = raw.get("request")
         failure = None if isinstance(request, dict) else "Request is missing"
-        if failure is None and not embed and not _camel(request, "contents"):
+        if failure is None and not embed and not field(request, "contents"):
             failure = "* GenerateContentRequest.contents: contents is not specified"
         items.append(
             RequestItem(
@@ -420,14 +412,14 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
 
 async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *, embed: bool = False) -> Any:
     body = await request.json()
-    batch = _camel(body, "batch") or {}
-    config = _camel(batch, "inputConfig", "input_config") or {}
+    batch = field(body, "batch") or {}
+    config = field(batch, "inputConfig", "input_config") or {}
     model = f"models/{match.group('model')}"
-    display_name = _camel(batch, "displayName", "display_name")
-    file_name = _camel(config, "fileName", "file_name")
-    inline = _camel(config, "requests")
+    display_name = field(batch, "displayName", "display_name")
+    file_name = field(config, "fileName", "file_name")
+    inline = field(config, "requests")
     if isinstance(inline, dict):
-        inline = _camel(inline, "requests")
+        inline = field(inline, "requests")
     if (file_name is None) == (inline is None):
         raise ApiError(400, "Exactly one of input_config.file_name or input_config.requests must be set.")
     kind = "embed" if embed else "generate"

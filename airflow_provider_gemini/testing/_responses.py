@@ -7,6 +7,8 @@ import json
 import math
 from typing import Any
 
+from airflow_provider_gemini.batch.wire import field
+
 CHARS_PER_TOKEN = 4
 
 
@@ -14,21 +16,12 @@ def tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
-def _get(mapping: dict[str, Any] | None, *names: str) -> Any:
-    if not isinstance(mapping, dict):
-        return None
-    for name in names:
-        if name in mapping:
-            return mapping[name]
-    return None
-
-
 def prompt_text(request: dict[str, Any]) -> str:
     """All text parts of a GenerateContentRequest's contents, joined."""
     texts: list[str] = []
-    for content in _get(request, "contents") or []:
-        for part in _get(content, "parts") or []:
-            text = _get(part, "text")
+    for content in field(request, "contents") or []:
+        for part in field(content, "parts") or []:
+            text = field(part, "text")
             if isinstance(text, str):
                 texts.append(text)
     return "\n".join(texts)
@@ -48,9 +41,9 @@ def answer_text(prompt: str) -> str:
 def generate_content_response(request: dict[str, Any], *, model: str) -> dict[str, Any]:
     """A valid GenerateContentResponse for a request."""
     prompt = prompt_text(request)
-    config = _get(request, "generationConfig", "generation_config") or {}
-    mime = _get(config, "responseMimeType", "response_mime_type")
-    schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
+    config = field(request, "generationConfig", "generation_config") or {}
+    mime = field(config, "responseMimeType", "response_mime_type")
+    schema = field(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
     if mime == "application/json" and isinstance(schema, dict):
         text = json.dumps(value_for_schema(schema, prompt, "root"), ensure_ascii=False)
     elif mime == "application/json":
@@ -62,7 +55,7 @@ def generate_content_response(request: dict[str, Any], *, model: str) -> dict[st
         "candidatesTokenCount": tokens(text),
         "totalTokenCount": tokens(prompt) + tokens(text),
     }
-    if _get(request, "cachedContent", "cached_content"):
+    if field(request, "cachedContent", "cached_content"):
         usage["cachedContentTokenCount"] = max(1, usage["promptTokenCount"] // 2)
     return {
         "candidates": [
