@@ -13,10 +13,6 @@ pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
 GOOD = b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
 GOOD_B = b'{"key": "b", "request": {"contents": [{"parts": [{"text": "hello"}]}]}}\n'
 
-SMALL_INLINE_LIMIT = (
-    "import airflow_provider_gemini.batch.inputs as _inputs\n_inputs.MAX_INLINE_BYTES = 200\n"
-)
-
 BAD_FILES = {
     "bad_json": (GOOD + b'{"key": "b", "request": {"contents": [}\n', "line 2: invalid JSON"),
     "missing_key": (
@@ -69,16 +65,15 @@ def test_missing_input_file_is_named(gemini_emulator, tmp_path, capfd):
     _assert_nothing_paid(gemini_emulator)
 
 
-def test_oversize_input_is_refused(gemini_emulator, tmp_path, capfd):
+def test_oversize_input_is_refused(gemini_emulator, tmp_path, capfd, monkeypatch):
+    from airflow_provider_gemini.batch import inputs
+
+    # dag.test() runs the task in this process: the limit is made small here, and restored after.
+    # (Setting it in the DAG file would leak: every later dag.test() parses the whole dags folder.)
+    monkeypatch.setattr(inputs, "MAX_INLINE_BYTES", 200)
     path = tmp_path / "big.jsonl"
     path.write_bytes(b"".join(GOOD.replace(b'"a"', f'"k{i}"'.encode()) for i in range(10)))
-    # Inline mode on an input over the inline limit: the limit is made small in the DAG file itself,
-    # since the task runs the DAG file's code.
-    source = create_and_wait(
-        "bad_oversize",
-        create_kwargs={"input_path": str(path), "input_mode": "inline"},
-        extra_source=SMALL_INLINE_LIMIT,
-    )
+    source = create_and_wait("bad_oversize", create_kwargs={"input_path": str(path), "input_mode": "inline"})
     dag_run = run_dag("bad_oversize", source)
     assert task_states(dag_run) == {"create": "failed"}
     captured = capfd.readouterr()
