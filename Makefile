@@ -32,7 +32,7 @@ emulator: install
 	$(BIN)/gemini-batch-emulator --host 127.0.0.1 --port $${PORT:-8765}
 
 demo: install
-	@echo "make demo: the enrichment demo is coming (see the open demo issue); the provider is installed in $(VENV)."
+	$(BIN)/python demo/run_demo.py
 
 bench: install
 	$(BIN)/python benchmarks/stream_results.py

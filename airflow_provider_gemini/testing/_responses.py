@@ -94,9 +94,9 @@ def value_for_schema(schema: dict[str, Any], prompt: str, path: str) -> Any:
         return round(floor + (seed % 1000) / 1000 * (ceiling - floor), 3)
     if kind == "boolean":
         return bool(seed % 2)
-    words = prompt.split()
-    name = path.rsplit(".", 1)[-1]
-    return f"{name}: {' '.join(words[:6])}".strip() if words else name
+    # The end of a prompt usually names its subject ("... for: Cast-iron skillet").
+    words = prompt.replace(":", " ").split()
+    return " ".join(words[-6:]) if words else path.rsplit(".", 1)[-1]
 
 
 def embedding(text: str, dims: int = 8) -> list[float]:

@@ -249,6 +249,8 @@ def atomic_sink(destination: ObjectStoragePath) -> Iterator[Any]:
     a partial ``destination``.
     """
     temporary = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp"
+    if destination.protocol in ("", "file", "local"):
+        destination.parent.mkdir(parents=True, exist_ok=True)  # object stores have no folders to make
     try:
         with temporary.open("wb") as sink:
             yield sink
