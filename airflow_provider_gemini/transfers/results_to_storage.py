@@ -84,6 +84,11 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
     ) -> None:
         if output_format not in FORMATS:
             raise ValueError(f"output_format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+        asset = _asset_for(destination)
+        if asset is not None and "outlets" not in kwargs:
+            # Downstream DAGs can be scheduled on the results (a templated destination is only known
+            # at run time: pass outlets=[Asset(...)] yourself for those).
+            kwargs["outlets"] = [asset]
         super().__init__(**kwargs)
         self.batch_name = batch_name
         self.destination = destination
@@ -139,6 +144,11 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
             bytes_written=written,
         )
         self.log.info("Results manifest: %s", json.dumps(manifest))
+        for outlet in self.outlets:
+            if getattr(outlet, "uri", None) == manifest["destination"]:
+                context["outlet_events"][outlet].extra = {
+                    k: manifest[k] for k in ("rows", "failed", "batch_name")
+                }
         builder.check(self.max_failed_request_ratio)  # after the outputs are written, on purpose
         return manifest
 
@@ -234,10 +244,21 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         return ObjectStoragePath(str(value), conn_id=conn_id)
 
 
+def _asset_for(destination: Any) -> Any:
+    """An Asset for a destination known when the DAG is parsed (no template in it), else None."""
+    text = str(destination)
+    if "{{" in text or "{%" in text:
+        return None
+    from airflow.sdk import Asset
+
+    return Asset(text if "://" in text else f"file://{text}")
+
+
 def _uri(path: ObjectStoragePath) -> str:
     """The path as users write it: without the connection id Airflow puts in ``str()``."""
     if path.protocol in ("", "file", "local"):
-        return str(path)
+        text = str(path)
+        return text if "://" in text else f"file://{text}"
     return f"{path.protocol}://{path.path}"
 
 

@@ -196,3 +196,28 @@ def test_a_transfer_killed_mid_stream_leaves_no_object_at_destination(gemini_emu
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     assert not destination.exists()
+
+
+def test_static_destination_is_an_asset_with_an_event(gemini_emulator, tmp_path):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    destination = tmp_path / "asset.jsonl"
+    dag_run = run_dag("store_asset", pipeline("store_asset", str(destination), store={}))
+    assert task_states(dag_run)["store"] == "success"
+    with create_session() as session:
+        asset = session.query(AssetModel).filter(AssetModel.uri == f"file://{destination}").one()
+        events = session.query(AssetEvent).filter(AssetEvent.asset_id == asset.id).all()
+        assert len(events) == 1
+        assert events[0].extra["rows"] == 6
+    manifest = xcom_values("store_asset", dag_run.run_id)[("store", "return_value")]
+    assert manifest["destination"] == f"file://{destination}"
+
+
+def test_templated_destination_declares_no_asset():
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    op = GeminiBatchResultsToStorageOperator(task_id="t", batch_name="b", destination="s3://x/{{ ds }}.jsonl")
+    assert op.outlets == []
+    fixed = GeminiBatchResultsToStorageOperator(task_id="u", batch_name="b", destination="s3://x/out.jsonl")
+    assert [a.uri for a in fixed.outlets] == ["s3://x/out.jsonl"]
