@@ -31,6 +31,7 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 # For the passthrough: what the manifest needs, counted over whole blocks with C-speed byte searches.
 # A quote that starts a JSON key is never escaped, so these names only match real keys; they appear
 # only in usageMetadata.
+_USAGE = re.compile(rb'"usageMetadata"\s*:\s*\{([^{}]*)\}')
 _TOKEN_COUNTS = {
     name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*"?(\d+)')
     for name in (
@@ -169,8 +170,12 @@ def summarize_block(block: bytes) -> BlockSummary | None:
                 succeeded += 1
             elif line.strip():
                 failed.append(line)
+    # The counts sit in each line's small usageMetadata object: cut those out in one pass and count
+    # there, unless some object nests others (then the whole block is searched).
+    usage = _USAGE.findall(block)
+    source = b"\n".join(usage) if len(usage) == block.count(b'"usageMetadata"') else block
     sums = {
-        name: sum(map(int, pattern.findall(block))) if name.encode() in block else 0
+        name: sum(map(int, pattern.findall(source))) if name.encode() in source else 0
         for name, pattern in _TOKEN_COUNTS.items()
     }
     return BlockSummary(

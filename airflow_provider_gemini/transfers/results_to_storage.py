@@ -20,6 +20,7 @@ from airflow_provider_gemini.batch.results import (
     schema_columns,
     summarize_block,
 )
+from airflow_provider_gemini.transfers._read_ahead import read_ahead
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
 if TYPE_CHECKING:
@@ -144,11 +145,10 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
             bytes_written=written,
         )
         self.log.info("Results manifest: %s", json.dumps(manifest))
+        events = context.get("outlet_events")  # absent when execute() is called outside a task run
         for outlet in self.outlets:
-            if getattr(outlet, "uri", None) == manifest["destination"]:
-                context["outlet_events"][outlet].extra = {
-                    k: manifest[k] for k in ("rows", "failed", "batch_name")
-                }
+            if events is not None and getattr(outlet, "uri", None) == manifest["destination"]:
+                events[outlet].extra = {k: manifest[k] for k in ("rows", "failed", "batch_name")}
         builder.check(self.max_failed_request_ratio)  # after the outputs are written, on purpose
         return manifest
 
@@ -221,7 +221,7 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
 
     def _copy_blocks(self, file_name: str, writer: Any, failures: Any, builder: ManifestBuilder) -> int:
         """The raw passthrough: bytes copied block by block, counted without parsing each line."""
-        for block in self.hook.iter_result_blocks(file_name):
+        for block in read_ahead(self.hook.iter_result_blocks(file_name)):
             writer.write_block(block)
             summary = summarize_block(block)
             if summary is None:  # a line in this block needs a full parse to be judged
