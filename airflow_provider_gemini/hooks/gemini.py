@@ -101,7 +101,7 @@ class GeminiHook(BaseHook):
     async def aget_conn(self) -> AsyncClient:
         """The async client (``client.aio``), shared by every hook of this connection in this event loop.
 
-        The connection is read without blocking the loop.
+        The connection is read and the client built without blocking the loop.
         """
         if self._async_client is None:
             if self._settings is None:
@@ -110,9 +110,14 @@ class GeminiHook(BaseHook):
             clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
             cached = clients.get(self.gemini_conn_id)
             if cached is None or cached[0] != self._settings:
-                # Keep the whole client: collecting it would close the transport the async side shares.
-                cached = (self._settings, self._new_client(self._settings))
-                clients[self.gemini_conn_id] = cached
+                # Built in a thread: the first build imports the SDK (most of a second), which would
+                # stall every other trigger in the loop. Keep the whole client: collecting it would
+                # close the transport the async side shares.
+                client = await asyncio.to_thread(self._new_client, self._settings)
+                cached = clients.get(self.gemini_conn_id)  # another trigger may have built one meanwhile
+                if cached is None or cached[0] != self._settings:
+                    cached = (self._settings, client)
+                    clients[self.gemini_conn_id] = cached
             self._async_client = cached[1].aio
         return self._async_client
 
