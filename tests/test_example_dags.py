@@ -15,7 +15,12 @@ def test_example_dags_parse_without_import_errors():
 
     bag = DagBag(str(ROOT / "example_dags"))
     assert bag.import_errors == {}
-    assert "gemini_batch_enrichment" in bag.dag_ids
+    assert sorted(bag.dag_ids) == [
+        "gemini_batch_basic",
+        "gemini_batch_cached_context",
+        "gemini_batch_enrichment",
+        "gemini_batch_sharded",
+    ]
 
 
 def test_demo_enriches_rows_and_prints_the_manifest():

@@ -323,6 +323,57 @@ class GeminiHook(BaseHook):
         path = _batch_path(name)
         self._request("delete", path, what=f"delete {path}")
 
+    # -- context caches ------------------------------------------------------------------------
+
+    def create_cached_content(
+        self,
+        model: str,
+        *,
+        contents: Any = None,
+        system_instruction: Any = None,
+        ttl_seconds: int = 3600,
+        display_name: str | None = None,
+    ) -> str:
+        """Cache a long shared context (a document, instructions) once; returns its name.
+
+        Requests then set ``cachedContent`` to that name and pay the cached-token rate for it. The API
+        refuses contexts below a model's minimum size (1 024 tokens for 2.5 Flash). Delete the cache
+        when done (:meth:`delete_cached_content`): storage is billed by the hour until it expires.
+        """
+        from google.genai import errors, types
+
+        config = types.CreateCachedContentConfig(
+            contents=contents,
+            system_instruction=system_instruction,
+            ttl=f"{int(ttl_seconds)}s",
+            display_name=display_name,
+        )
+        try:
+            cache = self.get_conn().caches.create(model=model, config=config)
+        except errors.APIError as err:
+            raise _api_error(err, f"create a context cache for {model}") from None
+        self.log.info("Created context cache %s (%s tokens)", cache.name, _cache_tokens(cache))
+        return str(cache.name)
+
+    def delete_cached_content(self, name: str, *, missing_ok: bool = True) -> bool:
+        """Delete a context cache; True if it existed. One already gone is fine when ``missing_ok``."""
+        from google.genai import errors
+
+        try:
+            self.get_conn().caches.delete(name=name)
+        except errors.APIError as err:
+            if missing_ok and err.code in (403, 404):
+                self.log.info("Context cache %s was already gone", name)
+                return False
+            raise _api_error(err, f"delete {name}") from None
+        self.log.info("Deleted context cache %s", name)
+        return True
+
+
+def _cache_tokens(cache: Any) -> Any:
+    usage = getattr(cache, "usage_metadata", None)
+    return getattr(usage, "total_token_count", None)
+
 
 def _api_error(err: Any, what: str) -> GeminiApiError:
     """A finished message from the SDK's APIError; it never contains the key (sent as a header)."""

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_gemini.batch.wire import field
+from airflow_provider_gemini.testing import _responses
 from airflow_provider_gemini.testing._state import (
     DEFAULT_SETTINGS,
     Emulated,
@@ -194,7 +196,7 @@ class Emulator:
         if state == "SUCCEEDED":
             if job.inline:
                 job.inline_output = [
-                    {**answer(job, item), "metadata": item.metadata or {"key": item.key}}
+                    {**answer(job, item, self.state), "metadata": item.metadata or {"key": item.key}}
                     for item in job.items or []
                 ]
             else:
@@ -209,7 +211,7 @@ class Emulator:
         out = Path(tempfile.mkstemp(dir=self.state.data_dir, prefix=".out-")[1])
         with open(out, "w", encoding="utf-8") as sink:
             for item in iter_file_items(self.state, job.input_file or ""):
-                line = {"key": item.key, **answer(job, item)}
+                line = {"key": item.key, **answer(job, item, self.state)}
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
         stored = self.state.add_file(
             out,
@@ -280,7 +282,7 @@ def parse_line(raw: bytes, index: int, state: Emulated) -> RequestItem:
         )
     if not isinstance(request, dict):
         return RequestItem(key=key, metadata=None, request=None, failure="Input line has no request object")
-    return RequestItem(key=key, metadata=None, request=request, failure=state.request_failure(key))
+    return RequestItem(key=key, metadata=None, request=request, failure=state.request_failure(key, request))
 
 
 def iter_file_items(state: Emulated, file_name: str):
@@ -399,12 +401,18 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
         metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
         key = str((metadata or {}).get("key") or f"request-{index:06d}")
         request = raw.get("request")
-        failure = None if isinstance(request, dict) else "Request is missing"
+        if not isinstance(request, dict):
+            request = None
+        failure = None if request is not None else "Request is missing"
         if failure is None and not embed and not field(request, "contents"):
             failure = "* GenerateContentRequest.contents: contents is not specified"
         items.append(
             RequestItem(
-                key=key, metadata=metadata, request=request, failure=failure or emu.state.request_failure(key)
+                key=key,
+                metadata=metadata,
+                request=request,
+                failure=failure
+                or emu.state.request_failure(key, request if isinstance(request, dict) else None),
             )
         )
     return items
@@ -494,6 +502,77 @@ async def batch_delete(request: Request, emu: Emulator, match: re.Match[str]) ->
     return {}
 
 
+# -- context caches ----------------------------------------------------------------------------
+
+MIN_CACHE_TOKENS = 1024  # the API refuses smaller caches (2.5 Flash's minimum; Pro's is higher)
+
+
+def _cache_resource(cache: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": cache["name"],
+        "model": cache["model"],
+        "displayName": cache["displayName"],
+        "createTime": now_iso(cache["created"]),
+        "updateTime": now_iso(cache["created"]),
+        "expireTime": now_iso(cache["expires"]),
+        "usageMetadata": {"totalTokenCount": cache["tokens"]},
+    }
+
+
+async def cache_create(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    body = await request.json()
+    model = field(body, "model")
+    if not model:
+        raise ApiError(400, "* CreateCachedContentRequest.cached_content.model: model is required")
+    instruction = field(body, "systemInstruction", "system_instruction") or {}
+    text = _responses.prompt_text({"contents": [instruction, *(field(body, "contents") or [])]})
+    tokens = _responses.tokens(text) if text else 0
+    if tokens < MIN_CACHE_TOKENS:
+        raise ApiError(
+            400,
+            f"Cached content is too small. total_token_count={tokens}, "
+            f"min_total_token_count={MIN_CACHE_TOKENS}",
+        )
+    ttl = str(field(body, "ttl") or "3600s").removesuffix("s")
+    created = time.time()
+    cache_id = new_id()
+    cache = {
+        "id": cache_id,
+        "name": f"cachedContents/{cache_id}",
+        "model": model if str(model).startswith("models/") else f"models/{model}",
+        "displayName": field(body, "displayName", "display_name") or "",
+        "tokens": tokens,
+        "created": created,
+        "expires": created + float(ttl),
+    }
+    emu.state.caches[cache_id] = cache
+    emu.state.caches_created += 1
+    return _cache_resource(cache)
+
+
+async def cache_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    cache = emu.state.cache(match.group("id"))
+    if cache is None:
+        raise ApiError(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
+    return _cache_resource(cache)
+
+
+async def cache_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    if emu.state.cache(match.group("id")) is None:
+        raise ApiError(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
+    emu.state.caches.pop(match.group("id"))
+    return {}
+
+
+async def cache_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    caches = [c for c in list(emu.state.caches.values()) if emu.state.cache(c["id"])]
+    page, token = _page(caches, request)
+    out: dict[str, Any] = {"cachedContents": [_cache_resource(c) for c in page]}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
 def _page(items: list[Any], request: Request) -> tuple[list[Any], str | None]:
     size = int(request.query_params.get("pageSize") or request.query_params.get("page_size") or 50)
     start = int(request.query_params.get("pageToken") or request.query_params.get("page_token") or 0)
@@ -514,6 +593,10 @@ API_ROUTES: list[tuple[str, str, str, Handler]] = [
     ("GET", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "gets", batch_get),
     ("DELETE", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "deletes", batch_delete),
     ("GET", r"(?:.*/)?[^/]+/batches", "lists", batch_list),
+    ("POST", r"(?:.*/)?[^/]+/cachedContents", "cache_creates", cache_create),
+    ("GET", r"(?:.*/)?[^/]+/cachedContents/(?P<id>[^/:]+)", "cache_gets", cache_get),
+    ("DELETE", r"(?:.*/)?[^/]+/cachedContents/(?P<id>[^/:]+)", "cache_deletes", cache_delete),
+    ("GET", r"(?:.*/)?[^/]+/cachedContents", "cache_lists", cache_list),
 ]
 UPLOAD_ROUTE = re.compile(r"(?:.*/)?_upload/(?P<id>[A-Za-z0-9]+)")
 COMPILED = [(method, re.compile(pattern), op, handler) for method, pattern, op, handler in API_ROUTES]

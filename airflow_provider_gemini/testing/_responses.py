@@ -38,8 +38,10 @@ def answer_text(prompt: str) -> str:
     return f"[emulated {_digest(prompt) % 100000:05d}] {head}".strip()
 
 
-def generate_content_response(request: dict[str, Any], *, model: str) -> dict[str, Any]:
-    """A valid GenerateContentResponse for a request."""
+def generate_content_response(
+    request: dict[str, Any], *, model: str, cached_tokens: int = 0
+) -> dict[str, Any]:
+    """A valid GenerateContentResponse for a request; ``cached_tokens`` come from its context cache."""
     prompt = prompt_text(request)
     config = field(request, "generationConfig", "generation_config") or {}
     mime = field(config, "responseMimeType", "response_mime_type")
@@ -50,13 +52,13 @@ def generate_content_response(request: dict[str, Any], *, model: str) -> dict[st
         text = json.dumps({"answer": answer_text(prompt)})
     else:
         text = answer_text(prompt)
-    usage = {
-        "promptTokenCount": tokens(prompt),
+    usage = {  # as the API counts: the prompt includes the cached tokens, reported apart as well
+        "promptTokenCount": tokens(prompt) + cached_tokens,
         "candidatesTokenCount": tokens(text),
-        "totalTokenCount": tokens(prompt) + tokens(text),
+        "totalTokenCount": tokens(prompt) + cached_tokens + tokens(text),
     }
-    if field(request, "cachedContent", "cached_content"):
-        usage["cachedContentTokenCount"] = max(1, usage["promptTokenCount"] // 2)
+    if cached_tokens:
+        usage["cachedContentTokenCount"] = cached_tokens
     return {
         "candidates": [
             {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_gemini.batch.wire import field as wire_field
 from airflow_provider_gemini.testing import _responses
 
 CALL_NAMES = (
@@ -34,6 +35,10 @@ CALL_NAMES = (
     "lists",
     "cancels",
     "deletes",
+    "cache_creates",
+    "cache_gets",
+    "cache_lists",
+    "cache_deletes",
 )
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -154,7 +159,9 @@ class Emulated:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_NAMES, 0))
+    caches: dict[str, dict[str, Any]] = field(default_factory=dict)  # context caches, by id
     jobs_created: int = 0
+    caches_created: int = 0
     files_created: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(20261125))
 
@@ -206,7 +213,8 @@ class Emulated:
         self.faults.clear()
         self.settings = dict(DEFAULT_SETTINGS)
         self.calls = dict.fromkeys(CALL_NAMES, 0)
-        self.jobs_created = self.files_created = 0
+        self.caches.clear()
+        self.jobs_created = self.files_created = self.caches_created = 0
         self.rng = random.Random(20261125)
         self.save()
 
@@ -242,7 +250,10 @@ class Emulated:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def request_failure(self, key: str) -> str | None:
+    def request_failure(self, key: str, request: dict[str, Any] | None = None) -> str | None:
+        cache = wire_field(request or {}, "cachedContent", "cached_content")
+        if cache and self.cache(str(cache)) is None:
+            return f"CachedContent not found (or permission denied): {cache}"
         pattern = self.settings.get("failed_key_pattern")
         if pattern and re.search(pattern, key):
             return f"Request {key} failed (emulated: key matches {pattern!r})"
@@ -286,6 +297,14 @@ class Emulated:
         self.jobs_created += 1
         self.save()
         return job
+
+    def cache(self, name: str) -> dict[str, Any] | None:
+        """A live context cache by name (``cachedContents/ID``); expired ones are forgotten."""
+        cache = self.caches.get(name.rsplit("/", 1)[-1])
+        if cache is not None and cache["expires"] < time.time():
+            self.caches.pop(cache["id"])
+            return None
+        return cache
 
     def state_of(self, job: Job, at: float | None = None) -> str:
         """The job's state now, from its clock (no background work: computed on every read)."""
@@ -339,6 +358,8 @@ class Emulated:
             "jobs_created": self.jobs_created,
             "files_created": self.files_created,
             "live_jobs": live,
+            "caches_created": self.caches_created,
+            "live_caches": sorted(c["name"] for c in self.caches.values()),
         }
 
 
@@ -346,7 +367,7 @@ def failed_response(message: str) -> dict[str, Any]:
     return {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
 
 
-def answer(job: Job, item: RequestItem) -> dict[str, Any]:
+def answer(job: Job, item: RequestItem, state: Emulated | None = None) -> dict[str, Any]:
     """The response (or error) of one request, as the output carries it."""
     if item.failure or item.request is None:
         return {"error": failed_response(item.failure or "Request is missing")}
@@ -354,4 +375,11 @@ def answer(job: Job, item: RequestItem) -> dict[str, Any]:
         content = item.request.get("content") or {}
         text = _responses.prompt_text({"contents": [content]})
         return {"response": {"embedding": {"values": _responses.embedding(text)}}}
-    return {"response": _responses.generate_content_response(item.request, model=job.model)}
+    cache_name = wire_field(item.request, "cachedContent", "cached_content")
+    cache = state.cache(str(cache_name)) if (state is not None and cache_name) else None
+    cached_tokens = int(cache["tokens"]) if cache else 0
+    return {
+        "response": _responses.generate_content_response(
+            item.request, model=job.model, cached_tokens=cached_tokens
+        )
+    }

@@ -166,3 +166,35 @@ def test_uploaded_files_cannot_be_downloaded(gemini_emulator):
     with pytest.raises(errors.ClientError) as info:
         client.files.download(file=uploaded.name)
     assert info.value.code == 400
+
+
+def test_context_caches_through_the_sdk_and_in_a_batch(gemini_emulator, gemini_connection):
+    from airflow_provider_gemini.batch.errors import GeminiApiError
+    from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+    hook = GeminiHook()
+    with pytest.raises(GeminiApiError, match="too small"):
+        hook.create_cached_content("gemini-2.5-flash", contents="a short note")
+    name = hook.create_cached_content("gemini-2.5-flash", contents="word " * 1200, display_name="doc")
+    assert gemini_emulator.stats()["live_caches"] == [name]
+    assert hook.get_conn().caches.get(name=name).usage_metadata.total_token_count == 1500
+
+    def request(cache: str) -> dict:
+        return {"contents": [{"role": "user", "parts": [{"text": "What is it?"}]}], "cachedContent": cache}
+
+    job = hook.create_batch(
+        model="gemini-2.5-flash",
+        inline_requests=[
+            {"request": request(name), "metadata": {"key": "ok"}},
+            {"request": request("cachedContents/nope"), "metadata": {"key": "bad"}},
+        ],
+        display_name="cache-test",
+    )
+    job = hook.get_batch(job.name)
+    by_key = {item["metadata"]["key"]: item for item in job.inlined_responses or []}
+    assert by_key["ok"]["response"]["usageMetadata"]["cachedContentTokenCount"] == 1500
+    assert "CachedContent not found" in by_key["bad"]["error"]["message"]
+
+    assert hook.delete_cached_content(name) is True
+    assert hook.delete_cached_content(name) is False  # already gone: fine
+    assert gemini_emulator.stats()["live_caches"] == []
