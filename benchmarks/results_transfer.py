@@ -3,7 +3,8 @@
 For each size, a SUCCEEDED job with a synthesized result file is made in the emulator (its own
 process); each writer then runs in a fresh process, so its peak RSS is its own:
 
-- jsonl: ``GeminiBatchResultsToStorageOperator`` with ``output_format="jsonl"`` to a local file;
+- jsonl: ``GeminiBatchResultsToStorageOperator`` with ``output_format="jsonl"`` to a local file
+  (MB/s over the whole ``execute``, job lookup included; "streaming" over the copy alone);
 - parquet: the same operator with ``output_format="parquet"``;
 - plain: an httpx streaming copy of the same bytes to a local file (the throughput baseline);
 - sdk: ``client.files.download`` into memory, then written out (the google provider's approach).
@@ -51,6 +52,22 @@ def run(writer: str, url: str, batch_name: str, out_dir: str) -> dict[str, float
         )
         if writer == "parquet":
             import pyarrow.parquet  # noqa: F401  (imported before the clock starts, as for the others)
+        # Airflow loads its plugins the first time a task touches object storage (hook lineage):
+        # a one-off cost of the process, paid before the task's own work in a real worker.
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        get_hook_lineage_collector()
+        write = operator._write
+        streaming: list[float] = []
+
+        def timed_write(*args: object) -> int:  # the streaming part alone, without the job lookup
+            began = time.perf_counter()
+            try:
+                return write(*args)  # type: ignore[arg-type]
+            finally:
+                streaming.append(time.perf_counter() - began)
+
+        operator._write = timed_write  # type: ignore[method-assign]
         start_rss, start = rss_mb(), time.perf_counter()
         operator.execute({})
     elif writer == "plain":
@@ -74,11 +91,13 @@ def run(writer: str, url: str, batch_name: str, out_dir: str) -> dict[str, float
         target.write_bytes(client.files.download(file=job.result_file))
     seconds = time.perf_counter() - start
     source_mb = hook.get_file(job.result_file)["sizeBytes"]
+    stream_seconds = streaming[0] if writer in ("jsonl", "parquet") else seconds
     return {
         "source_mb": int(source_mb) / MB,
         "written_mb": target.stat().st_size / MB,
         "seconds": seconds,
         "mb_s": int(source_mb) / MB / seconds,
+        "stream_mb_s": int(source_mb) / MB / stream_seconds,
         "peak_rss_mb": rss_mb(),
         "rss_delta_mb": rss_mb() - start_rss,
     }
@@ -115,11 +134,13 @@ def main() -> None:
                     leftover.unlink()
 
     print(
-        f"\n{'results':>8} {'writer':<8}{'written MB':>11}{'MB/s':>8}{'peak RSS MB':>13}{'RSS growth MB':>15}"
+        f"\n{'results':>8} {'writer':<8}{'written MB':>11}{'MB/s':>8}{'streaming MB/s':>16}"
+        f"{'peak RSS MB':>13}{'RSS growth MB':>15}"
     )
     for r in rows:
         figures = (
-            f"{r['written_mb']:>11.0f}{r['mb_s']:>8.0f}{r['peak_rss_mb']:>13.0f}{r['rss_delta_mb']:>15.0f}"
+            f"{r['written_mb']:>11.0f}{r['mb_s']:>8.0f}{r['stream_mb_s']:>16.0f}"
+            f"{r['peak_rss_mb']:>13.0f}{r['rss_delta_mb']:>15.0f}"
         )
         print(f"{r['size']:>6}MB {r['writer']:<8}{figures}")
     by = {(r["size"], r["writer"]): r for r in rows}
@@ -127,8 +148,12 @@ def main() -> None:
     print("\ntargets:")
     for size in args.sizes_mb:
         share = by[(size, "jsonl")]["mb_s"] / by[(size, "plain")]["mb_s"]
+        streaming = by[(size, "jsonl")]["stream_mb_s"] / by[(size, "plain")]["mb_s"]
         verdict = "met" if share >= 0.7 else "MISSED"
-        print(f"  {size} MB: jsonl throughput {share:.0%} of the plain copy (>= 70%): {verdict}")
+        print(
+            f"  {size} MB: jsonl throughput {share:.0%} of the plain copy (>= 70%): {verdict}; "
+            f"streaming alone {streaming:.0%}"
+        )
     for writer in ("jsonl", "parquet"):
         peak = by[(large, writer)]["peak_rss_mb"]
         growth = peak - by[(small, writer)]["peak_rss_mb"]

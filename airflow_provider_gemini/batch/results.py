@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_gemini.batch._block_scan import TOKEN_NAMES, scan_block
 from airflow_provider_gemini.batch.errors import ResultsFormatError
 from airflow_provider_gemini.batch.wire import field
 
@@ -156,36 +157,62 @@ class BlockSummary:
 
 
 def summarize_block(block: bytes) -> BlockSummary | None:
-    """Counts without parsing each line (for the raw ``jsonl`` passthrough); None when a line needs
-    a full parse to be judged (a blocked prompt), so the caller parses that block line by line."""
-    if b'"promptFeedback"' in block:
-        return None
-    lines = block.count(b"\n")
-    succeeded = block.count(b'"response"')
-    failed: list[bytes] = []
-    if succeeded != lines:  # some line failed (or is blank): look at each one
+    """Counts without parsing each line (for the raw ``jsonl`` passthrough). Lines without an answer
+    (failed or blocked) are returned for a full parse, their tokens left out here; None when the
+    block needs a full parse altogether."""
+    scan = scan_block(block)
+    if scan is not None:
+        lines, answered, tokens = scan.lines, scan.answered, scan.tokens
+    else:  # no NumPy (yet): byte searches and regular expressions, ~300 MB/s
+        lines = block.count(b"\n")
+        answered = (
+            block.count(b'"candidates"') - block.count(b'"candidates": []') - block.count(b'"candidates":[]')
+        )
+        tokens = _token_sums_by_regex(block)
+    succeeded, failed = lines, []
+    if answered != lines:  # some line failed, was blocked or is blank: look at each one
         succeeded = 0
         for line in block.split(b"\n"):
-            if b'"response"' in line:
+            if _answered(line):
                 succeeded += 1
             elif line.strip():
                 failed.append(line)
-    # The counts sit in each line's small usageMetadata object: cut those out in one pass and count
-    # there, unless some object nests others (then the whole block is searched).
-    usage = _USAGE.findall(block)
-    source = b"\n".join(usage) if len(usage) == block.count(b'"usageMetadata"') else block
-    sums = {
-        name: sum(map(int, pattern.findall(source))) if name.encode() in source else 0
-        for name, pattern in _TOKEN_COUNTS.items()
-    }
+        if failed:
+            rest = _token_sums(b"\n".join(failed) + b"\n")
+            if rest is None:
+                return None
+            tokens = {name: tokens[name] - rest[name] for name in TOKEN_NAMES}
+    if not any(tokens.values()) and b'"usage_metadata"' in block:
+        return None  # snake_case keys: only a full parse reads them
     return BlockSummary(
         succeeded=succeeded,
         failed_lines=failed,
-        prompt_tokens=sums["promptTokenCount"],
-        output_tokens=sums["candidatesTokenCount"] + sums["thoughtsTokenCount"],
-        cached_tokens=sums["cachedContentTokenCount"],
-        total_tokens=sums["totalTokenCount"],
+        prompt_tokens=tokens["promptTokenCount"],
+        output_tokens=tokens["candidatesTokenCount"] + tokens["thoughtsTokenCount"],
+        cached_tokens=tokens["cachedContentTokenCount"],
+        total_tokens=tokens["totalTokenCount"],
     )
+
+
+def _answered(line: bytes) -> bool:
+    return b'"candidates"' in line and b'"candidates": []' not in line and b'"candidates":[]' not in line
+
+
+def _token_sums(block: bytes) -> dict[str, int] | None:
+    scan = scan_block(block)
+    return scan.tokens if scan is not None else _token_sums_by_regex(block)
+
+
+def _token_sums_by_regex(block: bytes) -> dict[str, int]:
+    """The exact, slower count (no NumPy, or an unusual block). The counts sit in each line's small
+    usageMetadata object: cut those out in one pass and count there, unless some object nests others
+    (then the whole block is searched)."""
+    usage = _USAGE.findall(block)
+    source = b"\n".join(usage) if len(usage) == block.count(b'"usageMetadata"') else block
+    return {
+        name: sum(map(int, pattern.findall(source))) if name.encode() in source else 0
+        for name, pattern in _TOKEN_COUNTS.items()
+    }
 
 
 def iter_rows(lines: Iterable[bytes | str], *, parse_json: bool = False) -> Iterator[ResultRow]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gemini.batch._block_scan import preload_numpy
 from airflow_provider_gemini.batch.errors import BatchJobError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
@@ -20,7 +21,7 @@ from airflow_provider_gemini.batch.results import (
     schema_columns,
     summarize_block,
 )
-from airflow_provider_gemini.transfers._read_ahead import read_ahead
+from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         return GeminiHook(gemini_conn_id=self.gemini_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        if self.output_format == "jsonl":
+            preload_numpy()  # the passthrough counts with it; loads while the job is looked up
         destination = self._path(self.destination, self.destination_conn_id)
         errors_destination = (
             self._path(self.errors_destination, self.destination_conn_id) if self.errors_destination else None
@@ -221,20 +224,24 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
 
     def _copy_blocks(self, file_name: str, writer: Any, failures: Any, builder: ManifestBuilder) -> int:
         """The raw passthrough: bytes copied block by block, counted without parsing each line."""
-        for block in read_ahead(self.hook.iter_result_blocks(file_name)):
-            writer.write_block(block)
-            summary = summarize_block(block)
-            if summary is None:  # a line in this block needs a full parse to be judged
-                rows = [parse_result_line(line) for line in block.split(b"\n") if line.strip()]
-            else:
-                builder.add_summary(summary)
-                rows = [parse_result_line(line) for line in summary.failed_lines]
-            for row in rows:
-                builder.add(row)
-                if failures is not None and not row.succeeded:
-                    failures.write(row.to_record())
+        with write_behind(writer.write_block) as write:
+            for block in read_ahead(self.hook.iter_result_blocks(file_name)):
+                write(block)
+                self._count_block(block, failures, builder)
         writer.close()
         return int(writer.bytes_written)
+
+    def _count_block(self, block: bytes, failures: Any, builder: ManifestBuilder) -> None:
+        summary = summarize_block(block)
+        if summary is None:  # a line in this block needs a full parse to be judged
+            rows = [parse_result_line(line) for line in block.split(b"\n") if line.strip()]
+        else:
+            builder.add_summary(summary)
+            rows = [parse_result_line(line) for line in summary.failed_lines]
+        for row in rows:
+            builder.add(row)
+            if failures is not None and not row.succeeded:
+                failures.write(row.to_record())
 
     def _path(self, value: Any, conn_id: str | None) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

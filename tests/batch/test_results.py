@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import date
 
 import pytest
@@ -204,7 +205,7 @@ def test_rows_stream_lazily():
     assert len(produced) == 1
 
 
-def test_block_summary_matches_a_full_parse():
+def test_block_summary_matches_a_full_parse(scanner):
     lines = [
         ok_line("a", "x"),
         json.dumps({"key": "b", "error": {"code": 400, "message": "no"}}),
@@ -218,4 +219,83 @@ def test_block_summary_matches_a_full_parse():
     assert summary.prompt_tokens == sum(r.prompt_tokens for r in full)
     assert summary.total_tokens == sum(r.total_tokens for r in full)
     blocked = json.dumps({"key": "d", "response": {"promptFeedback": {"blockReason": "SAFETY"}}})
-    assert summarize_block((blocked + "\n").encode()) is None  # judged by a full parse instead
+    summary = summarize_block((blocked + "\n").encode())
+    assert (summary.succeeded, summary.failed_lines) == (0, [blocked.encode()])  # parsed in full instead
+
+
+def _varied_lines(count: int) -> list[str]:
+    """Result lines as the API writes them: nested token details, thoughts, cached tokens, quoted key
+    names inside the generated text, compact and spaced JSON, a failed request."""
+    rng = random.Random(7)
+    lines = []
+    for n in range(count):
+        prompt, output = rng.randint(1, 9_999_999), rng.randint(0, 50_000)
+        usage: dict = {"promptTokenCount": prompt, "candidatesTokenCount": output}
+        if n % 3 == 0:
+            usage["thoughtsTokenCount"] = rng.randint(1, 900)
+        if n % 4 == 0:
+            usage["cachedContentTokenCount"] = rng.randint(1, prompt)
+        usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+        usage["totalTokenCount"] = prompt + output + usage.get("thoughtsTokenCount", 0)
+        text = 'He said "totalTokenCount": 999999 and Tokens\\ TokenCount" T' if n % 5 == 0 else "ok"
+        response = {"candidates": [{"content": {"parts": [{"text": text}]}}], "usageMetadata": usage}
+        line = {"key": f"k{n}", "response": response}
+        if n % 17 == 0:
+            line = {"key": f"k{n}", "error": {"code": 400, "message": "bad"}}
+        lines.append(json.dumps(line, separators=(",", ":") if n % 2 else (", ", ": ")))
+    return lines
+
+
+@pytest.fixture(params=["numpy", "no numpy"])
+def scanner(request, monkeypatch) -> str:
+    """Each way of counting: the NumPy scan, and byte searches where NumPy is not installed."""
+    from airflow_provider_gemini.batch import _block_scan
+
+    _block_scan.preload_numpy()
+    assert _block_scan._numpy_loaded.wait(30)
+    if request.param == "no numpy":
+        monkeypatch.setattr(_block_scan, "_numpy", None)
+    return str(request.param)
+
+
+def test_block_token_sums_match_a_full_parse_of_varied_lines(scanner):
+    from airflow_provider_gemini.batch._block_scan import scan_block
+
+    lines = _varied_lines(500)
+    assert (scan_block(("\n".join(lines) + "\n").encode()) is None) == (scanner == "no numpy")
+    summary = summarize_block(("\n".join(lines) + "\n").encode())
+    full = [parse_result_line(line) for line in lines]
+    assert summary is not None
+    assert summary.succeeded == sum(r.succeeded for r in full) == 470
+    assert summary.prompt_tokens == sum(r.prompt_tokens for r in full if r.succeeded)
+    assert summary.output_tokens == sum(r.output_tokens for r in full if r.succeeded)
+    assert summary.cached_tokens == sum(r.cached_tokens for r in full if r.succeeded)
+    assert summary.total_tokens == sum(r.total_tokens for r in full if r.succeeded)
+
+
+def test_an_odd_token_count_falls_back_to_the_exact_count(scanner):
+    if scanner == "no numpy":
+        pytest.skip("only the NumPy scan reads counts itself")
+    from airflow_provider_gemini.batch._block_scan import scan_block
+
+    quoted = b'{"key": "a", "response": {"candidates": [{"content": {"parts": [{"text": "x"}]}}], '
+    quoted += b'"usageMetadata": {"totalTokenCount": "12"}}}\n'
+    assert scan_block(quoted) is None  # a quoted number: not what the fast scan reads
+    assert scan_block(quoted.replace(b'"12"', b"null")) is None
+    assert scan_block(quoted.replace(b' "12"', b"7")).tokens["totalTokenCount"] == 7  # compact is fine
+    assert summarize_block(quoted).total_tokens == 12  # counted the exact way instead
+
+
+def test_blocked_and_empty_answers_are_parsed_and_their_tokens_counted_once(scanner):
+    lines = _varied_lines(40)
+    usage = {"promptTokenCount": 11, "totalTokenCount": 11}
+    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
+    lines[3] = json.dumps({"key": "blocked", "response": blocked})
+    lines[5] = json.dumps({"key": "empty", "response": {"candidates": [], "usageMetadata": usage}})
+    summary = summarize_block(("\n".join(lines) + "\n").encode())
+    rows = [parse_result_line(line) for line in summary.failed_lines]
+    assert {"blocked", "empty"} <= {row.key for row in rows}
+    full = [parse_result_line(line) for line in lines]
+    assert summary.succeeded == sum(r.succeeded for r in full)
+    assert summary.prompt_tokens + sum(r.prompt_tokens for r in rows) == sum(r.prompt_tokens for r in full)
+    assert summary.total_tokens + sum(r.total_tokens for r in rows) == sum(r.total_tokens for r in full)

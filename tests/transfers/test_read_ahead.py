@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from airflow_provider_gemini.transfers._read_ahead import read_ahead
+from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 
 
 def test_items_arrive_in_order():
@@ -40,3 +40,26 @@ def test_stopping_early_releases_the_reader():
     reader.close()
     assert not any(t.name == "gemini-read-ahead" and t.is_alive() for t in threading.enumerate())
     assert len(produced) < 10
+
+
+def test_write_behind_keeps_order_and_waits_for_every_write():
+    written: list[bytes] = []
+    with write_behind(written.append, depth=2) as put:
+        for n in range(500):
+            put(b"%d" % n)
+    assert written == [b"%d" % n for n in range(500)]
+
+
+def test_a_failed_write_is_raised_not_lost():
+    def write(data: bytes) -> None:
+        if data == b"3":
+            raise OSError("disk full")
+
+    def copy_five() -> None:
+        with write_behind(write) as put:
+            for n in range(5):
+                put(b"%d" % n)
+
+    with pytest.raises(OSError, match="disk full"):
+        copy_five()
+    assert not any(t.name == "gemini-write-behind" and t.is_alive() for t in threading.enumerate())
