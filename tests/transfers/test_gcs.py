@@ -1,0 +1,49 @@
+"""Results written to GCS (gcp-storage-emulator, over HTTP), read back with the expected schema."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+from tests.transfers.conftest import emulator_gcsfs
+from tests.transfers.test_results_to_storage import RECORDS, SCHEMA, pipeline
+
+pytestmark = [pytest.mark.usefixtures("airflow_db", "gemini_connection"), pytest.mark.timeout(180)]
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_each_format_on_gcs(gemini_emulator, gcs_emulator, gcs_bucket, output_format):
+    destination = f"gs://{gcs_bucket}/enriched/out.{output_format}"
+    store = {
+        "output_format": output_format,
+        "destination_conn_id": "google_cloud_default",
+        "parse_json": True,
+        "response_schema": SCHEMA,
+        "join_input": RECORDS,
+    }
+    dag_id = f"gcs_{output_format}"
+    dag_run = run_dag(dag_id, pipeline(dag_id, destination, store=store))
+    assert task_states(dag_run)["store"] == "success"
+
+    gcs = emulator_gcsfs(gcs_emulator)
+    listed = gcs.find(gcs_bucket, withdirs=False)
+    assert listed == [f"{gcs_bucket}/enriched/out.{output_format}"]  # no temporary object left behind
+    body = gcs.cat_file(listed[0])
+    if output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(body))
+        assert {"key", "text", "rating", "name", "total_tokens"} <= set(table.schema.names)
+        rows = table.to_pylist()
+    elif output_format == "csv":
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+    else:
+        rows = [json.loads(line) for line in body.decode().splitlines()]
+    assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
+    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+    assert manifest["destination"] == destination
+    assert manifest["bytes"] == len(body)
