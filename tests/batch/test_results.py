@@ -273,10 +273,12 @@ def test_block_token_sums_match_a_full_parse_of_varied_lines(scanner):
     assert summary.total_tokens == sum(r.total_tokens for r in full if r.succeeded)
 
 
-def test_an_odd_token_count_falls_back_to_the_exact_count(scanner):
-    if scanner == "no numpy":
-        pytest.skip("only the NumPy scan reads counts itself")
+def test_an_odd_token_count_falls_back_to_the_exact_count():
+    from airflow_provider_gemini.batch import _block_scan
     from airflow_provider_gemini.batch._block_scan import scan_block
+
+    _block_scan.preload_numpy()
+    assert _block_scan._numpy_loaded.wait(30)
 
     quoted = b'{"key": "a", "response": {"candidates": [{"content": {"parts": [{"text": "x"}]}}], '
     quoted += b'"usageMetadata": {"totalTokenCount": "12"}}}\n'
