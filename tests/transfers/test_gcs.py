@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 import pytest
 
 from tests.airflow_helpers import run_dag, task_states, xcom_values
 from tests.transfers.conftest import emulator_gcsfs
+from tests.transfers.test_object_stores import check_read_back
 from tests.transfers.test_results_to_storage import RECORDS, SCHEMA, pipeline
 
 pytestmark = [pytest.mark.usefixtures("airflow_db", "gemini_connection"), pytest.mark.timeout(180)]
@@ -32,18 +29,5 @@ def test_each_format_on_gcs(gemini_emulator, gcs_emulator, gcs_bucket, output_fo
     gcs = emulator_gcsfs(gcs_emulator)
     listed = gcs.find(gcs_bucket, withdirs=False)
     assert listed == [f"{gcs_bucket}/enriched/out.{output_format}"]  # no temporary object left behind
-    body = gcs.cat_file(listed[0])
-    if output_format == "parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(body))
-        assert {"key", "text", "rating", "name", "total_tokens"} <= set(table.schema.names)
-        rows = table.to_pylist()
-    elif output_format == "csv":
-        rows = list(csv.DictReader(io.StringIO(body.decode())))
-    else:
-        rows = [json.loads(line) for line in body.decode().splitlines()]
-    assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
     manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
-    assert manifest["destination"] == destination
-    assert manifest["bytes"] == len(body)
+    check_read_back(gcs.cat_file(listed[0]), output_format, manifest, destination)

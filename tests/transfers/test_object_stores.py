@@ -44,6 +44,13 @@ def test_each_format_on_s3(gemini_emulator, moto_s3, s3_bucket, output_format):
     objects = s3_objects(moto_s3, s3_bucket)
     assert list(objects) == [f"enriched/out.{output_format}"]  # no temporary object left behind
     body = objects[f"enriched/out.{output_format}"]
+    check_read_back(
+        body, output_format, xcom_values(dag_id, dag_run.run_id)[("store", "return_value")], destination
+    )
+
+
+def check_read_back(body: bytes, output_format: str, manifest: dict, destination: str) -> None:
+    """The object holds one row per input key with the expected columns; the manifest says so."""
     if output_format == "parquet":
         import pyarrow.parquet as pq
 
@@ -55,6 +62,5 @@ def test_each_format_on_s3(gemini_emulator, moto_s3, s3_bucket, output_format):
     else:
         rows = [json.loads(line) for line in body.decode().splitlines()]
     assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
-    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
     assert manifest["destination"] == destination
     assert manifest["bytes"] == len(body)
