@@ -177,10 +177,8 @@ def summarize_block(block: bytes) -> BlockSummary | None:
                 succeeded += 1
             elif line.strip():
                 failed.append(line)
-        if failed:
+        if failed:  # their tokens are counted when they are parsed
             rest = _token_sums(b"\n".join(failed) + b"\n")
-            if rest is None:
-                return None
             tokens = {name: tokens[name] - rest[name] for name in TOKEN_NAMES}
     if not any(tokens.values()) and b'"usage_metadata"' in block:
         return None  # snake_case keys: only a full parse reads them
@@ -198,7 +196,7 @@ def _answered(line: bytes) -> bool:
     return b'"candidates"' in line and b'"candidates": []' not in line and b'"candidates":[]' not in line
 
 
-def _token_sums(block: bytes) -> dict[str, int] | None:
+def _token_sums(block: bytes) -> dict[str, int]:
     scan = scan_block(block)
     return scan.tokens if scan is not None else _token_sums_by_regex(block)
 

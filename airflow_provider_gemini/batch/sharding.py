@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_gemini.batch.inputs import MAX_FILE_BYTES
@@ -25,9 +25,6 @@ class Shard:
     path: str
     rows: int
     bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def split_records(records: Sequence[Any], max_rows: int) -> list[list[Any]]:
