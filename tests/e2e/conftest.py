@@ -32,11 +32,18 @@ def stack() -> Iterator[AirflowStack]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+SENSOR_STATES_SEEN: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def enrichment_run(stack: AirflowStack) -> str:
-    """A run of the enrichment example DAG, triggered through the REST API and finished."""
+    """A run of the enrichment example DAG, triggered through the REST API and finished; the sensor's
+    states are watched through the API on the way (``SENSOR_STATES_SEEN``)."""
     stack.wait_for_dag(DAG_ID)
     run_id = stack.trigger(DAG_ID, "2026-11-24T00:00:00Z")
+    stack.wait_for_task(
+        DAG_ID, run_id, "wait", {"success", "failed", "upstream_failed"}, seen=SENSOR_STATES_SEEN
+    )
     state = stack.wait_for_run(DAG_ID, run_id)
     assert state == "success", (stack.task_states(DAG_ID, run_id), stack.log_tail("scheduler"))
     return run_id

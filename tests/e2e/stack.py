@@ -208,9 +208,16 @@ class AirflowStack:
         return states[-1]
 
     def wait_for_task(
-        self, dag_id: str, run_id: str, task_id: str, states: set[str], timeout: float = 600
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: set[str],
+        timeout: float = 600,
+        seen: list[str] | None = None,
     ) -> str:
-        seen: list[str] = []
+        """Poll the task instance until it reaches one of ``states``; ``seen`` collects every state."""
+        seen = [] if seen is None else seen
 
         def reached() -> bool:
             seen.append(str(self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")["state"]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import DAG_ID
+from tests.e2e.conftest import DAG_ID, SENSOR_STATES_SEEN
 from tests.e2e.stack import API_KEY, PRODUCTS, AirflowStack
 
 pytestmark = pytest.mark.timeout(900)
@@ -26,6 +26,8 @@ def test_the_run_succeeds_and_fills_the_table(stack: AirflowStack, enrichment_ru
 def test_the_sensor_deferred_and_the_triggerer_logged_progress(
     stack: AirflowStack, enrichment_run: str
 ) -> None:
+    assert "deferred" in SENSOR_STATES_SEEN, SENSOR_STATES_SEEN  # as the REST API reported it
+    assert SENSOR_STATES_SEEN[-1] == "success"
     log = stack.task_log(DAG_ID, enrichment_run, "wait")
     assert "Pausing task as DEFERRED" in log
     trigger_lines = [line for line in log.splitlines() if "GeminiBatchTrigger" in line]
