@@ -18,6 +18,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("AIRFLOW_CONN_GEMINI_DEFAULT", None)
+# Airflow parses each DAG file under its own SIGALRM timer and disarms it afterwards without restoring
+# pytest-timeout's: past the first dag.test() a hung test would never time out. 0: no timer at all.
+os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "0"
 
 import pytest  # noqa: E402
 

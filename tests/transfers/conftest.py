@@ -67,19 +67,29 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     import uuid
 
     from airflow.sdk.io import fs as airflow_fs
+    from airflow.sdk.io import store as airflow_store
 
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     gcs = emulator_gcsfs(gcs_emulator)
     gcs.mkdir(bucket)
     monkeypatch.setitem(airflow_fs._BUILTIN_SCHEME_TO_FS, "gs", lambda conn_id, options: gcs)
+    # attach() caches a store (and its filesystem) per scheme and connection for the process: without
+    # a fresh cache, every test after the first would write through the first test's gcsfs.
+    monkeypatch.setattr(airflow_store, "_STORE_CACHE", {})
     airflow_fs._register_filesystems.cache_clear()
     yield bucket
     airflow_fs._register_filesystems.cache_clear()
 
 
 def emulator_gcsfs(endpoint: str):  # type: ignore[no-untyped-def]
-    """gcsfs pointed at the emulator. The emulator lacks the objects ``moveTo`` call, which gcsfs
-    tries first (and retries for ~30 s) before copy and delete: go straight to copy and delete."""
+    """gcsfs pointed at the emulator.
+
+    ``gcsfs.core.GCSFileSystem``, not ``gcsfs.GCSFileSystem``: that one (ExtendedGcsFileSystem) looks
+    up each bucket's type over gRPC before opening a file, which an HTTP-only emulator never answers
+    (a 60 s deadline, then a fallback). And the emulator answers the objects ``moveTo`` call (what
+    ``rename`` becomes) with 501, which gcsfs retries with backoff for ~35 s before falling back to
+    copy and delete: go straight to copy and delete.
+    """
     from fsspec.asyn import AsyncFileSystem
     from gcsfs.core import GCSFileSystem
 
