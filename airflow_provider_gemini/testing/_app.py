@@ -411,8 +411,7 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
                 key=key,
                 metadata=metadata,
                 request=request,
-                failure=failure
-                or emu.state.request_failure(key, request if isinstance(request, dict) else None),
+                failure=failure or emu.state.request_failure(key, request),
             )
         )
     return items
