@@ -1,28 +1,39 @@
-"""Read a result file line by line from its HTTP stream, in bounded memory, never silently short.
+"""Read a result file from its HTTP stream as blocks of whole lines, in bounded memory, never short.
 
-The SDK's ``files.download`` holds a whole file in memory; result files reach gigabytes. A dropped
-connection resumes from the last complete line (``Range``) while attempts remain, then fails loudly.
+The SDK's ``files.download`` holds a whole file in memory; result files reach gigabytes. Here the
+body is read with the standard library straight into one reused buffer (``readinto``): about a
+quarter of the CPU of an httpx stream, which parses and copies every 64 KB piece in Python, and CPU
+the counting of the raw passthrough needs. A dropped connection resumes from the last complete line
+(``Range``) while attempts remain, then fails loudly.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import random
+import ssl
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
-
-import httpx
 
 from airflow_provider_gemini.batch.errors import TRANSIENT_HTTP_CODES, GeminiApiError, ResultsDownloadError
 
 READ_SIZE = 1 << 20
 
 
+class _ShortBody(ConnectionError):
+    """The connection closed before the announced length arrived."""
+
+
 def stream_blocks(
-    client: httpx.Client,
+    opener: urllib.request.OpenerDirector,
     url: str,
     *,
     headers: dict[str, str],
     name: str,
+    timeout: float,
     attempts: int = 5,
     initial_delay: float = 1.0,
     max_delay: float = 30.0,
@@ -32,70 +43,90 @@ def stream_blocks(
     Blocks let a caller that copies bytes skip per-line work; a dropped connection resumes from the
     end of the last complete line, so no line is ever yielded twice or cut.
 
+    :param opener: ``urllib`` opener (TLS context, proxies from the environment).
     :param name: the file's name, for error messages.
     """
-    offset = 0  # bytes of the file consumed as complete lines
+    offset = 0  # bytes of the file yielded, as complete lines
     expected: int | None = None
     failures = 0
+    buffer = bytearray(READ_SIZE)
+    view = memoryview(buffer)
     while True:
-        pending = b""
-        request_headers = dict(headers)
-        if offset:
-            request_headers["Range"] = f"bytes={offset}-"
+        pending: list[bytes] = []  # the start of a line that continues in the next read
+        request_headers = {**headers, "Range": f"bytes={offset}-"} if offset else dict(headers)
         try:
-            with client.stream("GET", url, headers=request_headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _api_error(response, name)
-                skip = offset if (offset and response.status_code == 200) else 0  # Range ignored
+            with _open(opener, url, request_headers, name, timeout) as response:
+                ignored_range = bool(offset) and response.status == 200  # the whole file again
+                if ignored_range:
+                    _discard(response, offset, view)
                 length = response.headers.get("content-length")
                 if length is not None:
-                    expected = offset - skip + int(length)
-                for chunk in response.iter_bytes(READ_SIZE):
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        chunk, skip = chunk[dropped:], skip - dropped
-                        if not chunk:
-                            continue
-                    pending += chunk
-                    cut = pending.rfind(b"\n") + 1
-                    if cut:
-                        block, pending = pending[:cut], pending[cut:]
-                        offset += len(block)
-                        yield block
-            if pending:
-                offset += len(pending)
-                yield pending + b"\n"
-            if expected is not None and offset < expected:
-                raise ResultsDownloadError(f"{name}: got {offset} of {expected} bytes")
+                    expected = int(length) + (0 if ignored_range else offset)
+                while size := response.readinto(view):
+                    cut = buffer.rfind(b"\n", 0, size) + 1
+                    if not cut:
+                        pending.append(bytes(view[:size]))
+                        continue
+                    block = b"".join((*pending, view[:cut]))
+                    pending = [bytes(view[cut:size])] if cut < size else []
+                    offset += len(block)
+                    yield block
+            rest = b"".join(pending)
+            if expected is not None and offset + len(rest) < expected:
+                raise _ShortBody(f"the connection closed at byte {offset + len(rest)} of {expected}")
+            if rest:  # a last line without a newline
+                offset += len(rest)
+                yield rest + b"\n"
             return
-        except (httpx.TransportError, GeminiApiError) as err:
-            transient = isinstance(err, httpx.TransportError) or err.code in TRANSIENT_HTTP_CODES
+        except (OSError, http.client.HTTPException, GeminiApiError) as err:
             failures += 1
-            if not transient:
+            if not _transient(err):
                 raise
             if failures >= attempts:
-                got = offset + len(pending)
                 total = f" of {expected}" if expected is not None else ""
                 raise ResultsDownloadError(
                     f"Reading {name} failed after {failures} attempts: {type(err).__name__}: {err} "
-                    f"(received {got}{total} bytes; nothing was reported as complete)"
+                    f"(received {offset}{total} bytes as whole lines; nothing was reported as complete)"
                 ) from None
             delay = min(max_delay, initial_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
             time.sleep(delay)
 
 
-def _api_error(response: httpx.Response, name: str) -> GeminiApiError:
+def _open(
+    opener: urllib.request.OpenerDirector, url: str, headers: dict[str, str], name: str, timeout: float
+) -> http.client.HTTPResponse:
     try:
-        error = response.json().get("error", {})
-    except ValueError:
+        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        with err:
+            raise _api_error(err.code, err.reason, err.read(), name) from None
+
+
+def _discard(response: http.client.HTTPResponse, count: int, view: memoryview) -> None:
+    while count > 0:
+        size = response.readinto(view[: min(count, len(view))])
+        if not size:
+            raise _ShortBody(f"the connection closed {count} bytes before the resume point")
+        count -= size
+
+
+def _transient(err: BaseException) -> bool:
+    """Server trouble (429, 5xx) and network trouble; not a refused certificate or a client error."""
+    if isinstance(err, GeminiApiError):
+        return err.code in TRANSIENT_HTTP_CODES
+    reason = getattr(err, "reason", err)  # urllib wraps what went wrong in URLError.reason
+    return not isinstance(reason, ssl.SSLCertVerificationError)
+
+
+def _api_error(code: int, reason: object, body: bytes, name: str) -> GeminiApiError:
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):
         error = {}
     status = error.get("status")
-    message = error.get("message") or response.reason_phrase
+    message = error.get("message") or reason
     return GeminiApiError(
-        f"Gemini API error {response.status_code} {status or ''} on download {name}: {message}".replace(
-            "  ", " "
-        ),
-        code=response.status_code,
+        f"Gemini API error {code} {status or ''} on download {name}: {message}".replace("  ", " "),
+        code=code,
         status=status,
     )

@@ -19,7 +19,8 @@ from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchSt
 from airflow_provider_gemini.hooks._settings import CLOUD_SCOPE, GeminiSettings
 
 if TYPE_CHECKING:
-    import httpx
+    import urllib.request
+
     from google.genai import Client
     from google.genai.client import AsyncClient
 
@@ -231,24 +232,22 @@ class GeminiHook(BaseHook):
         settings = self.settings
         path = _file_path(file_name)
         yield from stream_blocks(
-            self._http,
+            self._downloads,
             f"{settings.download_base}/{path}:download?alt=media",
             headers=self._auth_headers(),
             name=path,
+            timeout=settings.timeout or 60.0,
             attempts=settings.retry_attempts,
             initial_delay=settings.retry_initial_delay,
             max_delay=settings.retry_max_delay,
         )
 
     @cached_property
-    def _http(self) -> httpx.Client:
-        import httpx
+    def _downloads(self) -> urllib.request.OpenerDirector:
+        """Result files are read with the standard library (proxies from the environment, as httpx)."""
+        import urllib.request
 
-        return httpx.Client(
-            timeout=httpx.Timeout(self.settings.timeout or 60.0),
-            follow_redirects=True,
-            verify=shared_ssl_context(),
-        )
+        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=shared_ssl_context()))
 
     def _auth_headers(self) -> dict[str, str]:
         settings = self.settings

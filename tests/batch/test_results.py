@@ -238,6 +238,8 @@ def _varied_lines(count: int) -> list[str]:
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
         usage["totalTokenCount"] = prompt + output + usage.get("thoughtsTokenCount", 0)
         text = 'He said "totalTokenCount": 999999 and Tokens\\ TokenCount" T' if n % 5 == 0 else "ok"
+        if n % 7 == 0:  # the bytes the scan looks for first, in text, some several to a word
+            text += ' TTTT[[[[ T[T[ candidates": [TokenCount": 5 ' * rng.randint(1, 3)
         response = {"candidates": [{"content": {"parts": [{"text": text}]}}], "usageMetadata": usage}
         line = {"key": f"k{n}", "response": response}
         if n % 17 == 0:
@@ -271,6 +273,21 @@ def test_block_token_sums_match_a_full_parse_of_varied_lines(scanner):
     assert summary.output_tokens == sum(r.output_tokens for r in full if r.succeeded)
     assert summary.cached_tokens == sum(r.cached_tokens for r in full if r.succeeded)
     assert summary.total_tokens == sum(r.total_tokens for r in full if r.succeeded)
+
+
+def test_rare_byte_positions_are_all_found_however_crowded():
+    from airflow_provider_gemini.batch import _block_scan
+
+    _block_scan.preload_numpy()
+    assert _block_scan._numpy_loaded.wait(30)
+    np = _block_scan._numpy
+    rng = random.Random(3)
+    text = bytes(rng.choice(b"xT[ ") for _ in range(4096))  # dense: most words hold several
+    data = np.frombuffer(text, dtype=np.uint8)
+    for byte in b"T[":
+        found = _block_scan._positions(np, data, np.empty(len(data), dtype=bool), byte)
+        expected = np.flatnonzero(data == byte)
+        assert sorted(found.tolist()) == expected[expected >= _block_scan._BEFORE].tolist()
 
 
 def test_an_odd_token_count_falls_back_to_the_exact_count():
