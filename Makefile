@@ -42,6 +42,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/stream_results.py
+	$(BIN)/python benchmarks/results_transfer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
