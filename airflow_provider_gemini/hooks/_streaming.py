@@ -16,7 +16,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from airflow_provider_gemini.batch.errors import TRANSIENT_HTTP_CODES, GeminiApiError, ResultsDownloadError
 
@@ -90,6 +90,15 @@ def stream_blocks(
                 ) from None
             delay = min(max_delay, initial_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
             time.sleep(delay)
+
+
+def split_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of blocks of whole lines, without their line ends."""
+    for block in blocks:
+        lines = block.split(b"\n")
+        lines.pop()  # the empty rest after the block's last newline
+        for line in lines:
+            yield line.removesuffix(b"\r")
 
 
 def _open(

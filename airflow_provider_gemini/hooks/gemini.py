@@ -219,11 +219,9 @@ class GeminiHook(BaseHook):
         :class:`ResultsDownloadError` says how many bytes arrived. A short file is never reported
         as complete.
         """
-        for block in self.iter_result_blocks(file_name):
-            lines = block.split(b"\n")
-            lines.pop()
-            for line in lines:
-                yield line.removesuffix(b"\r")
+        from airflow_provider_gemini.hooks._streaming import split_lines
+
+        yield from split_lines(self.iter_result_blocks(file_name))
 
     def iter_result_blocks(self, file_name: str) -> Iterator[bytes]:
         """The result file as blocks of whole lines (each ends with a newline), for byte copies."""

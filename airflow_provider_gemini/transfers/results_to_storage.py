@@ -21,7 +21,7 @@ from airflow_provider_gemini.batch.results import (
     schema_columns,
     summarize_block,
 )
-from airflow_provider_gemini.transfers._read_ahead import write_behind
+from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
 if TYPE_CHECKING:
@@ -161,7 +161,10 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
     def _result_lines(self, job: BatchJobInfo) -> Iterator[bytes]:
         """Result lines as bytes, from the file's stream or the job's inline responses."""
         if job.result_file:
-            yield from self.hook.iter_result_lines(job.result_file)
+            from airflow_provider_gemini.hooks._streaming import split_lines
+
+            # Read in a thread: the download (the GIL released) overlaps the parsing of each row.
+            yield from split_lines(read_ahead(self.hook.iter_result_blocks(job.result_file)))
             return
         for number, item in enumerate(job.inlined_responses or [], start=1):
             key = (item.get("metadata") or {}).get("key") or f"request-{number:06d}"
