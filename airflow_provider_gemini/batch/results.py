@@ -148,8 +148,10 @@ def parse_result_line(
 class BlockSummary:
     """Counts over a block of whole result lines; the failed lines are kept for a full parse."""
 
+    lines: int  # in the block, blank ones included
     succeeded: int
     failed_lines: list[bytes]
+    failed_at: list[int]  # where each failed line is in the block, from 0
     prompt_tokens: int
     output_tokens: int
     cached_tokens: int
@@ -169,22 +171,25 @@ def summarize_block(block: bytes) -> BlockSummary | None:
             block.count(b'"candidates"') - block.count(b'"candidates": []') - block.count(b'"candidates":[]')
         )
         tokens = _token_sums_by_regex(block)
-    succeeded, failed = lines, []
+    succeeded, failed, failed_at = lines, [], []
     if answered != lines:  # some line failed, was blocked or is blank: look at each one
         succeeded = 0
-        for line in block.split(b"\n"):
+        for index, line in enumerate(block.split(b"\n")):
             if _answered(line):
                 succeeded += 1
             elif line.strip():
                 failed.append(line)
+                failed_at.append(index)
         if failed:  # their tokens are counted when they are parsed
             rest = _token_sums(b"\n".join(failed) + b"\n")
             tokens = {name: tokens[name] - rest[name] for name in TOKEN_NAMES}
     if not any(tokens.values()) and b'"usage_metadata"' in block:
         return None  # snake_case keys: only a full parse reads them
     return BlockSummary(
+        lines=lines,
         succeeded=succeeded,
         failed_lines=failed,
+        failed_at=failed_at,
         prompt_tokens=tokens["promptTokenCount"],
         output_tokens=tokens["candidatesTokenCount"] + tokens["thoughtsTokenCount"],
         cached_tokens=tokens["cachedContentTokenCount"],

@@ -232,10 +232,12 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         Writing and counting each run in a thread behind the download. The counting waits for NumPy's
         import (~0.1 s) while the copy goes on: up to ``COUNT_BACKLOG`` blocks wait for it.
         """
+        lines_before = 0
 
         def count(block: bytes) -> None:
+            nonlocal lines_before
             wait_for_numpy()
-            self._count_block(block, failures, builder)
+            lines_before += self._count_block(block, failures, builder, lines_before)
 
         with (
             write_behind(writer.write_block) as write,
@@ -247,17 +249,24 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         writer.close()
         return int(writer.bytes_written)
 
-    def _count_block(self, block: bytes, failures: Any, builder: ManifestBuilder) -> None:
+    def _count_block(self, block: bytes, failures: Any, builder: ManifestBuilder, lines_before: int) -> int:
+        """Count a block into the manifest; failed lines go to ``failures``. Returns its line count."""
         summary = summarize_block(block)
         if summary is None:  # a line in this block needs a full parse to be judged
-            rows = [parse_result_line(line) for line in block.split(b"\n") if line.strip()]
+            numbered = list(enumerate(block.split(b"\n")[:-1]))
+            lines = len(numbered)
         else:
             builder.add_summary(summary)
-            rows = [parse_result_line(line) for line in summary.failed_lines]
-        for row in rows:
+            numbered = list(zip(summary.failed_at, summary.failed_lines, strict=True))
+            lines = summary.lines
+        for index, line in numbered:
+            if not line.strip():
+                continue
+            row = parse_result_line(line, line_number=lines_before + index + 1)
             builder.add(row)
             if failures is not None and not row.succeeded:
                 failures.write(row.to_record())
+        return lines
 
     def _path(self, value: Any, conn_id: str | None) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

@@ -221,3 +221,33 @@ def test_templated_destination_declares_no_asset():
     assert op.outlets == []
     fixed = GeminiBatchResultsToStorageOperator(task_id="u", batch_name="b", destination="s3://x/out.jsonl")
     assert [a.uri for a in fixed.outlets] == ["s3://x/out.jsonl"]
+
+
+def test_an_unreadable_result_line_in_the_passthrough_is_named_and_leaves_nothing(
+    gemini_emulator, tmp_path, monkeypatch
+):
+    from airflow_provider_gemini.batch.errors import ResultsFormatError
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    hook = GeminiHook()
+    lines = b"".join(
+        json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"q{i}"}]}]}}).encode()
+        + b"\n"
+        for i in range(20)
+    )
+    uploaded = hook.upload_file(__import__("io").BytesIO(lines))
+    job = hook.create_batch(model="gemini-2.5-flash", display_name="bad", file_name=uploaded["name"])
+    real = GeminiHook.iter_result_blocks
+
+    def with_a_bad_line(self, name):  # the results as served, then a line that is not JSON
+        yield from real(self, name)
+        yield b"<html>Service Unavailable</html>\n"
+
+    monkeypatch.setattr(GeminiHook, "iter_result_blocks", with_a_bad_line)
+    destination = tmp_path / "out.jsonl"
+    operator = GeminiBatchResultsToStorageOperator(
+        task_id="t", batch_name=job.name, destination=str(destination), output_format="jsonl"
+    )
+    with pytest.raises(ResultsFormatError, match="result line 21: not JSON"):
+        operator.execute({})
+    assert list(tmp_path.iterdir()) == []
