@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini.batch._block_scan import preload_numpy, wait_for_numpy
-from airflow_provider_gemini.batch.errors import BatchJobError
+from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.results import (
@@ -130,6 +130,11 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
                 f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store",
                 batch_name=job.name,
                 state=job.state.value,
+            )
+        if job.result_file and "://" in job.result_file:
+            raise GeminiBatchError(
+                f"Gemini batch {job.name} wrote its results to {job.result_file} (Vertex AI); this operator "
+                "reads the Gemini Developer API's result files. Read them there, with ObjectStoragePath."
             )
         records = self._join_records()
         builder = ManifestBuilder(

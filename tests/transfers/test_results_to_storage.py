@@ -251,3 +251,18 @@ def test_an_unreadable_result_line_in_the_passthrough_is_named_and_leaves_nothin
     with pytest.raises(ResultsFormatError, match="result line 21: not JSON"):
         operator.execute({})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_vertex_results_elsewhere_are_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from airflow_provider_gemini.batch.errors import GeminiBatchError
+    from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    job = BatchJobInfo(name="batches/v1", state=BatchState.SUCCEEDED, result_file="gs://out/prefix")
+    monkeypatch.setattr(GeminiHook, "get_batch", lambda self, name: job)  # a Vertex AI job's record
+    operator = GeminiBatchResultsToStorageOperator(
+        task_id="t", batch_name="batches/v1", destination=str(tmp_path / "out.jsonl")
+    )
+    with pytest.raises(GeminiBatchError, match=r"results to gs://out/prefix \(Vertex AI\)"):
+        operator.execute({})
+    assert list(tmp_path.iterdir()) == []
