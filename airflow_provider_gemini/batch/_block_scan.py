@@ -24,7 +24,7 @@ TOKEN_NAMES = (
     "cachedContentTokenCount",
     "totalTokenCount",
 )
-_BEFORE = 16  # a key's closing quote is at least this far in: '"name' before 'TokenCount"'
+_BEFORE = 16  # the 16 bytes before each 'T' or '[' are read; no line starts with one of our keys
 _PAD = 40  # spaces after the block, so the reads after its last key stay inside
 
 _numpy: Any = None
