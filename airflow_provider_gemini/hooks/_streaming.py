@@ -15,12 +15,15 @@ import random
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
+from typing import IO
 
 from airflow_provider_gemini.batch.errors import TRANSIENT_HTTP_CODES, GeminiApiError, ResultsDownloadError
 
 READ_SIZE = 1 << 20
+CREDENTIAL_HEADERS = ("x-goog-api-key", "authorization")
 
 
 class _ShortBody(ConnectionError):
@@ -90,6 +93,30 @@ def stream_blocks(
                 ) from None
             delay = min(max_delay, initial_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
             time.sleep(delay)
+
+
+def opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
+    """A ``urllib`` opener (proxies from the environment) whose redirects to another host carry no
+    credentials: the API key stays with the host it was given to."""
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SameHostCredentials)
+
+
+class _SameHostCredentials(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        elsewhere = urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        if new is not None and elsewhere:
+            for name in CREDENTIAL_HEADERS:
+                new.remove_header(name.capitalize())  # urllib keeps header names capitalized
+        return new
 
 
 def split_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:

@@ -242,10 +242,10 @@ class GeminiHook(BaseHook):
 
     @cached_property
     def _downloads(self) -> urllib.request.OpenerDirector:
-        """Result files are read with the standard library (proxies from the environment, as httpx)."""
-        import urllib.request
+        """Result files are read with the standard library (proxies from the environment)."""
+        from airflow_provider_gemini.hooks._streaming import opener
 
-        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=shared_ssl_context()))
+        return opener(shared_ssl_context())
 
     def _auth_headers(self) -> dict[str, str]:
         settings = self.settings

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from airflow_provider_gemini.batch.errors import GeminiApiError, ResultsDownloadError
-from airflow_provider_gemini.hooks._streaming import stream_blocks
+from airflow_provider_gemini.hooks._streaming import opener, stream_blocks
 
 BODY = b"".join(b'{"key": "k%05d", "text": "%s"}\n' % (n, b"x" * (n % 300)) for n in range(6000))
 
@@ -20,9 +20,10 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, plan: list[str], body: bytes) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.plan = plan  # what each request gets: "cut" (half, then close), "full", "missing"
+        self.plan = plan  # each request's answer: "cut" (half, then close), "full", "missing", a URL
         self.body = body
         self.ranges: list[str | None] = []
+        self.keys: list[str | None] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -30,7 +31,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.ranges.append(self.headers.get("Range"))
+        self.server.keys.append(self.headers.get("x-goog-api-key"))
         what = self.server.plan.pop(0) if self.server.plan else "full"
+        if what.startswith("http"):
+            self.send_response(302)
+            self.send_header("Location", what)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if what == "missing":
             body = b'{"error": {"code": 404, "status": "NOT_FOUND", "message": "no such file"}}'
             self.send_response(404)
@@ -70,7 +78,7 @@ def serve() -> Iterator[object]:
 
 def read(url: str, **kwargs: object) -> bytes:
     blocks = stream_blocks(
-        urllib.request.build_opener(),
+        opener(ssl.create_default_context()),
         url,
         headers={"x-goog-api-key": "k"},
         name="files/r",
@@ -109,3 +117,12 @@ def test_a_missing_file_fails_at_once_with_the_api_message(serve):
     with pytest.raises(GeminiApiError, match="404 NOT_FOUND on download files/r: no such file"):
         read(url)
     assert len(server.ranges) == 1
+
+
+def test_a_redirect_to_another_host_does_not_carry_the_api_key(serve):
+    elsewhere, elsewhere_url = serve([])
+    here, url = serve([])
+    here.plan = [url.replace("/files/r", "/moved/r"), elsewhere_url]  # the same host first, then away
+    assert read(url) == BODY
+    assert here.keys == ["k", "k"]  # the same host keeps the key
+    assert elsewhere.keys == [None]  # another host (here: another port) gets none
