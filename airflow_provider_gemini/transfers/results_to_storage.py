@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 OutputFormat = Literal["jsonl", "flat_jsonl", "csv", "parquet"]
-COUNT_BACKLOG = 64  # blocks (of ~1 MB) copied but not yet counted, at most
+COUNT_BACKLOG = 16  # blocks (of ~1 MB) copied but not yet counted, at most
 
 
 class GeminiBatchResultsToStorageOperator(BaseOperator):
