@@ -95,7 +95,7 @@ def stream_blocks(
             time.sleep(delay)
 
 
-def opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
+def download_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
     """A ``urllib`` opener (proxies from the environment) whose redirects to another host carry no
     credentials: the API key stays with the host it was given to."""
     return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _SameHostCredentials)

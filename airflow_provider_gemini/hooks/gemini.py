@@ -243,9 +243,9 @@ class GeminiHook(BaseHook):
     @cached_property
     def _downloads(self) -> urllib.request.OpenerDirector:
         """Result files are read with the standard library (proxies from the environment)."""
-        from airflow_provider_gemini.hooks._streaming import opener
+        from airflow_provider_gemini.hooks._streaming import download_opener
 
-        return opener(shared_ssl_context())
+        return download_opener(shared_ssl_context())
 
     def _auth_headers(self) -> dict[str, str]:
         settings = self.settings

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from airflow_provider_gemini.batch.errors import GeminiApiError, ResultsDownloadError
-from airflow_provider_gemini.hooks._streaming import opener, stream_blocks
+from airflow_provider_gemini.hooks._streaming import download_opener, stream_blocks
 
 BODY = b"".join(b'{"key": "k%05d", "text": "%s"}\n' % (n, b"x" * (n % 300)) for n in range(6000))
 
@@ -78,7 +78,7 @@ def serve() -> Iterator[object]:
 
 def read(url: str, **kwargs: object) -> bytes:
     blocks = stream_blocks(
-        opener(ssl.create_default_context()),
+        download_opener(ssl.create_default_context()),
         url,
         headers={"x-goog-api-key": "k"},
         name="files/r",
