@@ -27,26 +27,28 @@ def s3_objects(endpoint: str, bucket: str) -> dict[str, bytes]:
     return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
-@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
-def test_each_format_on_s3(gemini_emulator, moto_s3, s3_bucket, output_format):
-    destination = f"s3://{s3_bucket}/enriched/out.{output_format}"
+def store_enriched(destination: str, output_format: str, conn_id: str, dag_id: str) -> dict:
+    """Run create -> wait -> store to ``destination``, joined and parsed; the store task's manifest."""
     store = {
         "output_format": output_format,
-        "destination_conn_id": "aws_default",
+        "destination_conn_id": conn_id,
         "parse_json": True,
         "response_schema": SCHEMA,
         "join_input": RECORDS,
     }
-    dag_id = f"s3_{output_format}"
     dag_run = run_dag(dag_id, pipeline(dag_id, destination, store=store))
     assert task_states(dag_run)["store"] == "success"
+    return xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_each_format_on_s3(gemini_emulator, moto_s3, s3_bucket, output_format):
+    destination = f"s3://{s3_bucket}/enriched/out.{output_format}"
+    manifest = store_enriched(destination, output_format, "aws_default", f"s3_{output_format}")
 
     objects = s3_objects(moto_s3, s3_bucket)
     assert list(objects) == [f"enriched/out.{output_format}"]  # no temporary object left behind
-    body = objects[f"enriched/out.{output_format}"]
-    check_read_back(
-        body, output_format, xcom_values(dag_id, dag_run.run_id)[("store", "return_value")], destination
-    )
+    check_read_back(objects[f"enriched/out.{output_format}"], output_format, manifest, destination)
 
 
 def check_read_back(body: bytes, output_format: str, manifest: dict, destination: str) -> None:
