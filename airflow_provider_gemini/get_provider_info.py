@@ -7,6 +7,7 @@ from typing import Any
 from airflow_provider_gemini import __version__
 
 HOOK_CLASS = "airflow_provider_gemini.hooks.gemini.GeminiHook"
+INTEGRATION = "Gemini Batch"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -18,14 +19,31 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "integrations": [
             {
-                "integration-name": "Gemini Batch",
+                "integration-name": INTEGRATION,
                 "external-doc-url": "https://ai.google.dev/gemini-api/docs/batch-mode",
                 "tags": ["gcp"],
             }
         ],
-        "hooks": [
-            {"integration-name": "Gemini Batch", "python-modules": ["airflow_provider_gemini.hooks.gemini"]}
+        "operators": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_gemini.operators.batch"]}
         ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_gemini.sensors.batch"]}
+        ],
+        "hooks": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_gemini.hooks.gemini"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_provider_gemini.triggers.batch"]}
+        ],
+        "transfers": [
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Object Storage",
+                "python-module": "airflow_provider_gemini.transfers.results_to_storage",
+            }
+        ],
+        "extra-links": ["airflow_provider_gemini.links.batch.GeminiBatchJobLink"],
         "connection-types": [
             {
                 "hook-class-name": HOOK_CLASS,
