@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser test lint typecheck pytest emulator demo bench clean
+.PHONY: install system-packages test lint typecheck pytest emulator demo bench clean
 
 install: $(STAMP)
 
@@ -16,11 +16,18 @@ $(STAMP): pyproject.toml constraints-dev.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints-dev.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The browser end-to-end test drives Debian's Chromium (browsers cannot be downloaded here).
-browser:
-	@test -x /usr/bin/chromium || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-		else echo "tests/e2e needs Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+# The end-to-end tests need Debian packages: Chromium for the browser test (browsers cannot be
+# downloaded here), PostgreSQL and Redis for the distributed deployment (CeleryExecutor). Each is
+# installed only when missing, so this is quick once they are there.
+system-packages:
+	@missing=""; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -x /usr/bin/redis-server || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "tests/e2e needs these Debian packages: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .
@@ -29,7 +36,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install browser
+pytest: install system-packages
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
