@@ -39,6 +39,11 @@ typecheck: install
 pytest: install system-packages
 	$(BIN)/pytest -q
 
+# The compatibility matrix (noxfile.py): the oldest Airflow, and the newest beside the Google provider
+# (google-genai 2.x, this package from its wheel). uv makes the environments; it uses this Python.
+matrix: install
+	UV_PYTHON_DOWNLOADS=never $(BIN)/nox --no-color
+
 test: lint typecheck pytest
 
 emulator: install
@@ -52,4 +57,4 @@ bench: install
 	$(BIN)/python benchmarks/results_transfer.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache
