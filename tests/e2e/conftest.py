@@ -1,7 +1,11 @@
-"""One real Airflow for the module's tests, started once (about 15 s) and torn down after."""
+"""The Airflow deployments the e2e tests run against, each started once and torn down after its tests:
+``stack`` (LocalExecutor, SQLite; about 15 s to start) for the package, ``cluster`` (CeleryExecutor,
+PostgreSQL, Redis, two triggerers) for the distributed tests, which run first so that the two never
+compete for the machine."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -9,33 +13,67 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import AirflowStack
+from tests.e2e.stack import ROOT, AirflowStack, DistributedStack
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE / "artifacts"
 DAG_ID = "gemini_batch_enrichment"
 _saved: list[Path] = []
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[AirflowStack]:
-    home = Path(tempfile.mkdtemp(prefix="gemini-e2e-"))
-    airflow = AirflowStack(home)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    distributed = [item for item in items if item.path == HERE / "test_distributed.py"]
+    first = next((item for item in items if item.path.is_relative_to(HERE)), None)
+    if not distributed or first is None:
+        return
+    rest = [item for item in items if item not in distributed]
+    at = rest.index(first) if first in rest else len(rest)
+    items[:] = rest[:at] + distributed + rest[at:]
+
+
+@contextlib.contextmanager
+def running(airflow: AirflowStack, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start ``airflow``; stop it and delete its home afterwards, printing the end of every log when
+    the start or a test failed."""
+    failed = request.session.testsfailed
     try:
         airflow.start()
-        yield airflow
+        yield
     except BaseException:
-        for name in airflow.processes:
-            print(f"----- {name} (last lines) -----\n{airflow.log_tail(name)}")
+        failed = -1
         raise
     finally:
+        if request.session.testsfailed != failed:
+            for name in airflow.processes:
+                print(f"----- {name} (last lines) -----\n{airflow.log_tail(name)}")
         airflow.stop()
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(airflow.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def stack(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
+    airflow = AirflowStack(Path(tempfile.mkdtemp(prefix="gemini-e2e-")))
+    with running(airflow, request):
+        yield airflow
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest) -> Iterator[DistributedStack]:
+    """The enrichment example and ``dags/gemini_worker_loss.py`` in one dags folder."""
+    home = Path(tempfile.mkdtemp(prefix="gemini-e2e-celery-"))
+    dags = home / "dags"
+    dags.mkdir()
+    shutil.copy(ROOT / "example_dags" / f"{DAG_ID}.py", dags)
+    shutil.copy(HERE / "dags" / "gemini_worker_loss.py", dags)
+    airflow = DistributedStack(home, dags)
+    with running(airflow, request):
+        yield airflow
 
 
 SENSOR_STATES_SEEN: list[str] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def enrichment_run(stack: AirflowStack) -> str:
     """A run of the enrichment example DAG, triggered through the REST API and finished; the sensor's
     states are watched through the API on the way (``SENSOR_STATES_SEEN``)."""

@@ -1,13 +1,18 @@
 """A real Airflow 3 on this machine, as a user runs it: api-server, scheduler, dag-processor and
 triggerer as separate processes (LocalExecutor, SQLite metadata database), with the Gemini emulator in
 a process of its own. The tests talk to it only through its REST API and a browser.
+
+``DistributedStack`` is the same Airflow as a multi-machine deployment runs it: CeleryExecutor with a
+Redis broker and one Celery worker, PostgreSQL as the metadata database, two triggerers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -42,46 +47,82 @@ def free_port() -> int:
 class AirflowStack:
     """Starts everything in ``home``; ``api`` is an authenticated client of the REST API."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, dags_folder: Path = ROOT / "example_dags") -> None:
         self.home = home
+        self.dags_folder = dags_folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.catalog = home / "catalog.db"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.services: list[str] = []  # started before Airflow, stopped after it
         self.emulator_url = ""
         self.api: httpx.Client | None = None
+        # Free ports rather than Airflow's fixed 8793/8794, so two stacks (or two engineers) never collide.
+        self.log_ports = {"worker": free_port(), "triggerer": free_port()}
 
     # -- start and stop ----------------------------------------------------------------------------
 
     def start(self) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self._make_catalog()
+        self._start_services()
         self._start_emulator()
         env = self.env()
-        subprocess.run(
-            [str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300
-        )
-        for name in COMPONENTS:
-            args = [str(BIN / "airflow"), name]
-            if name == "api-server":
-                args += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-            log = (self.home / f"{name}.log").open("wb")
-            self.processes[name] = subprocess.Popen(
-                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        with (self.home / "db-migrate.log").open("wb") as log:
+            migrate = [str(BIN / "airflow"), "db", "migrate"]
+            done = subprocess.run(migrate, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+        if done.returncode:
+            raise RuntimeError(f"airflow db migrate failed:\n{self.log_tail('db-migrate')}")
+        for name, args in self.components().items():
+            self.launch(name, args, env)
         self._wait_for_api()
         return self
 
+    def components(self) -> dict[str, list[str]]:
+        """The Airflow processes to start, by name (also the name of each one's log file)."""
+        airflow = str(BIN / "airflow")
+        return {
+            "api-server": [airflow, *f"api-server --host 127.0.0.1 --port {self.port} --workers 1".split()],
+            "scheduler": [airflow, "scheduler"],
+            "dag-processor": [airflow, "dag-processor"],
+            "triggerer": [airflow, "triggerer"],
+        }
+
+    def launch(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, **popen: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start ``args`` in a session of its own (so it can be killed with all it started), logging to
+        ``home/<name>.log``."""
+        log = (self.home / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            args,
+            env=self.env() if env is None else env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **popen,
+        )
+        log.close()
+        self.processes[name] = process
+        return process
+
+    def _start_services(self) -> None:
+        """What Airflow needs running before it starts (nothing for SQLite and the LocalExecutor)."""
+
     def stop(self) -> None:
-        """Each component with the processes it started (task runners, log servers)."""
+        """Airflow first, then the services it used; each process with all it started (task runners,
+        log servers, pool processes), whatever process group they moved to."""
         if self.api is not None:
             self.api.close()
-        for process in self.processes.values():
-            _signal_group(process, signal.SIGTERM)
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-            _signal_group(process, signal.SIGKILL)
+        airflow = [p for name, p in self.processes.items() if name not in self.services]
+        services = [self.processes[name] for name in reversed(self.services) if name in self.processes]
+        for batch in (airflow, services):
+            for process in batch:
+                _signal_group(process, signal.SIGTERM)
+            for process in batch:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=30)
+                kill_session(process)
 
     def env(self) -> dict[str, str]:
         gemini = {"conn_type": "gemini", "password": API_KEY, "extra": {"base_url": self.emulator_url}}
@@ -91,7 +132,7 @@ class AirflowStack:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
@@ -105,6 +146,8 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the runs the tests trigger
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_ports["worker"]),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.log_ports["triggerer"]),
                 "AIRFLOW_CONN_GEMINI_DEFAULT": json.dumps(gemini),
                 "AIRFLOW_CONN_CATALOG_DB": json.dumps({"conn_type": "sqlite", "host": str(self.catalog)}),
                 "AIRFLOW_VAR_GEMINI_ENRICHMENT_DIR": str(self.home / "enriched"),
@@ -130,27 +173,12 @@ class AirflowStack:
 
     def _start_emulator(self) -> None:
         port = free_port()
-        log = (self.home / "emulator.log").open("wb")
-        self.processes["emulator"] = subprocess.Popen(
-            [
-                str(BIN / "gemini-batch-emulator"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--api-key",
-                API_KEY,
-                "--pending-seconds",
-                "3",
-                "--running-seconds",
-                "12",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        options = (
+            f"--host 127.0.0.1 --port {port} --api-key {API_KEY} --pending-seconds 3 --running-seconds 12"
         )
+        self.launch("emulator", [str(BIN / "gemini-batch-emulator"), *options.split()], env=dict(os.environ))
         self.emulator_url = f"http://127.0.0.1:{port}"
-        _wait_until(lambda: _answers(f"{self.emulator_url}/_emulator/stats"), 30, "the emulator")
+        wait_until(lambda: _answers(f"{self.emulator_url}/_emulator/stats"), 30, "the emulator")
 
     def _wait_for_api(self) -> None:
         def ready() -> bool:
@@ -159,7 +187,7 @@ class AirflowStack:
                     raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
             return _answers(f"{self.url}/api/v2/monitor/health")
 
-        _wait_until(ready, 180, "the api-server")
+        wait_until(ready, 180, "the api-server")
         token = httpx.post(
             f"{self.url}/auth/token", json={"username": USERNAME, "password": PASSWORD}, timeout=30
         )
@@ -187,7 +215,7 @@ class AirflowStack:
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         """Until the dag-processor has parsed ``dag_id``; then unpause it."""
         assert self.api is not None
-        _wait_until(lambda: self.api.get(f"/dags/{dag_id}").status_code == 200, timeout, f"DAG {dag_id}")
+        wait_until(lambda: self.api.get(f"/dags/{dag_id}").status_code == 200, timeout, f"DAG {dag_id}")
         self.api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
     def trigger(self, dag_id: str, logical_date: str, run_id: str | None = None) -> str:
@@ -204,7 +232,7 @@ class AirflowStack:
             states.append(self.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
             return states[-1] in ("success", "failed")
 
-        _wait_until(finished, timeout, f"run {run_id}", interval=2)
+        wait_until(finished, timeout, f"run {run_id}", interval=2)
         return states[-1]
 
     def wait_for_task(
@@ -223,7 +251,7 @@ class AirflowStack:
             seen.append(str(self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")["state"]))
             return seen[-1] in states
 
-        _wait_until(reached, timeout, f"{task_id} in {states}", interval=1)
+        wait_until(reached, timeout, f"{task_id} in {states}", interval=1)
         return seen[-1]
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
@@ -265,6 +293,34 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
         os.killpg(process.pid, sig)
 
 
+def session_members(leader: int) -> list[int]:
+    """The processes in the session ``leader`` started: Airflow's task runners move to process groups
+    of their own, but stay in their worker's session."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == leader:  # state, ppid, pgrp, session
+                members.append(int(entry.name))
+    return members
+
+
+def kill_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a process started by ``launch`` and everything it started, as if its machine had died."""
+    for _ in range(10):  # a process may fork while we kill; a few rounds find the latecomers
+        members = [pid for pid in session_members(process.pid) if pid != os.getpid()]
+        if not members:
+            break
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=5).status_code < 500
@@ -272,10 +328,216 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_until(check: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.5) -> None:
+    """Poll ``check`` until it is true; a generous ``timeout`` is the only clock a test waits on."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(interval)
     raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+
+
+class DistributedStack(AirflowStack):
+    """Airflow as a deployment across machines runs it: PostgreSQL as the metadata database, Redis as
+    the Celery broker, the CeleryExecutor with one worker (``airflow celery worker``), two triggerers,
+    the api-server, scheduler and dag-processor, each in its own session so any one can be killed with
+    ``kill_session`` like a lost machine. Heartbeats and health checks are short so that Airflow
+    notices a lost triggerer or worker within seconds.
+
+    Triggerers are told apart by their job ids (``triggerer_jobs``): each is started once the one
+    before it has its ``job`` row, so start order and id order agree.
+    """
+
+    TRIGGERERS = ("triggerer-1", "triggerer-2")
+
+    def __init__(self, home: Path, dags_folder: Path) -> None:
+        super().__init__(home, dags_folder)
+        self.pg_port = free_port()
+        self.redis_port = free_port()
+        self.database = f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow"
+        self.triggerer_jobs: dict[str, int] = {}
+        self.workers = 1
+
+    def start(self) -> DistributedStack:
+        super().start()
+        for name in self.TRIGGERERS:
+            env = {**self.env(), "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+            known = set(self.triggerer_jobs.values())
+            self.launch(name, [str(BIN / "airflow"), "triggerer"], env)
+            new: list[int] = []
+
+            def registered(known: set[int] = known, new: list[int] = new, name: str = name) -> bool:
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
+                rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
+                new[:] = [row[0] for row in rows if row[0] not in known]
+                return bool(new)
+
+            wait_until(registered, 180, f"{name}'s job row")
+            self.triggerer_jobs[name] = new[0]
+        return self
+
+    def components(self) -> dict[str, list[str]]:
+        components = super().components()
+        del components["triggerer"]  # two, started in order by start()
+        components["celery-worker-1"] = self.worker_command()
+        return components
+
+    def worker_command(self) -> list[str]:
+        options = "--concurrency 2 --without-mingle --without-gossip"  # one worker: nothing to sync with
+        return [str(BIN / "airflow"), "celery", "worker", *options.split()]
+
+    def start_worker(self) -> str:
+        """Another Celery worker, as on a replacement machine; returns its name."""
+        self.workers += 1
+        name = f"celery-worker-{self.workers}"
+        self.launch(name, self.worker_command())
+        return name
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database,
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                # A triggerer silent for 15 s is dead and another takes its triggers (defaults: beats
+                # every 5 s, dead after 30 s); a busy loop on a loaded machine beats late by a few seconds.
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+                # A running task silent for 30 s (6 missed beats of its supervisor, every 5 s) is failed
+                # and retried (default: 300 s, looked for every 10 s).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            }
+        )
+        return env
+
+    # -- PostgreSQL and Redis ----------------------------------------------------------------------
+
+    def _start_services(self) -> None:
+        self._start_postgres()
+        self._start_redis()
+
+    def _start_postgres(self) -> None:
+        """A throwaway cluster on a loopback port. PostgreSQL refuses to run as root: as root, it runs as
+        the ``postgres`` user the Debian package creates, from a data folder that user owns."""
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        assert versions, "PostgreSQL is missing: `make test` installs the Debian package postgresql"
+        pg_bin = Path(versions[-1])
+        data = self.home / "postgres"
+        data.mkdir(mode=0o700)
+        user: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            shutil.chown(data, "postgres", "postgres")
+            self.home.chmod(0o755)  # the postgres user walks through home to its data folder
+            user = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        initdb = [
+            str(pg_bin / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "airflow",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]
+        subprocess.run(
+            initdb,
+            check=True,
+            capture_output=True,
+            timeout=120,
+            **user,
+        )
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.pg_port),
+            "unix_socket_directories": "",  # TCP on loopback only
+            "max_connections": "200",
+            "fsync": "off",  # a throwaway database: durability buys nothing here
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        args = [str(pg_bin / "postgres"), "-D", str(data)]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        self.launch("postgres", args, env=dict(os.environ), **user)
+        self.services.append("postgres")
+        wait_until(lambda: self._postgres_answers("postgres"), 60, "PostgreSQL")
+        with contextlib.closing(self._connect("postgres")) as db:
+            db.autocommit = True
+            db.cursor().execute("CREATE DATABASE airflow")
+
+    def _start_redis(self) -> None:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        assert Path(server).exists(), "Redis is missing: `make test` installs the Debian package redis-server"
+        args = [server, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.home), "--daemonize", "no"]
+        self.launch("redis", args, env=dict(os.environ))
+        self.services.append("redis")
+
+        def answers() -> bool:
+            import redis
+
+            try:
+                return bool(redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=5).ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, 60, "Redis")
+
+    def _connect(self, database: str = "airflow") -> Any:
+        import psycopg2
+
+        return psycopg2.connect(
+            host="127.0.0.1", port=self.pg_port, user="airflow", dbname=database, connect_timeout=10
+        )
+
+    def _postgres_answers(self, database: str) -> bool:
+        import psycopg2
+
+        if self.processes["postgres"].poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited early:\n{self.log_tail('postgres')}")
+        try:
+            self._connect(database).close()
+        except psycopg2.OperationalError:
+            return False
+        return True
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a query on the metadata database."""
+        with contextlib.closing(self._connect()) as db:
+            db.autocommit = True
+            with db.cursor() as cursor:
+                cursor.execute(query, params)
+                return list(cursor.fetchall())
+
+    # -- what the tests look at --------------------------------------------------------------------
+
+    def trigger_holder(self, dag_id: str, run_id: str, task_id: str) -> str | None:
+        """The triggerer (by name) running the trigger of a deferred task instance, if one took it."""
+        rows = self.sql(
+            "SELECT t.triggerer_id FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
+            "WHERE ti.dag_id = %s AND ti.run_id = %s AND ti.task_id = %s AND ti.state = 'deferred'",
+            dag_id,
+            run_id,
+            task_id,
+        )
+        by_job = {job: name for name, job in self.triggerer_jobs.items()}
+        return by_job.get(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def task_try(self, dag_id: str, run_id: str, task_id: str) -> tuple[str | None, int]:
+        ti = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return ti["state"], int(ti["try_number"])
+
+    def log_files(self) -> list[Path]:
+        """Every log this deployment wrote: each component's output and the task and triggerer logs."""
+        return sorted(self.home.glob("*.log")) + sorted(
+            p for p in (self.home / "logs").rglob("*") if p.is_file()
+        )
