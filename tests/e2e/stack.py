@@ -434,7 +434,7 @@ class DistributedStack(AirflowStack):
         user: dict[str, Any] = {}
         if os.geteuid() == 0:
             shutil.chown(data, "postgres", "postgres")
-            self.home.chmod(0o755)  # the postgres user walks through home to its data folder
+            self.home.chmod(0o711)  # the postgres user passes through home to its data folder
             user = {"user": "postgres", "group": "postgres", "extra_groups": []}
         initdb = [
             str(pg_bin / "initdb"),
