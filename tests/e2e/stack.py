@@ -9,6 +9,7 @@ Redis broker and one Celery worker, PostgreSQL as the metadata database, two tri
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import os
@@ -363,20 +364,19 @@ class DistributedStack(AirflowStack):
         super().start()
         for name in self.TRIGGERERS:
             env = {**self.env(), "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-            known = set(self.triggerer_jobs.values())
             self.launch(name, [str(BIN / "airflow"), "triggerer"], env)
-            new: list[int] = []
-
-            def registered(known: set[int] = known, new: list[int] = new, name: str = name) -> bool:
-                if self.processes[name].poll() is not None:
-                    raise RuntimeError(f"{name} exited early:\n{self.log_tail(name)}")
-                rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
-                new[:] = [row[0] for row in rows if row[0] not in known]
-                return bool(new)
-
-            wait_until(registered, 180, f"{name}'s job row")
-            self.triggerer_jobs[name] = new[0]
+            wait_until(functools.partial(self._registered, name), 180, f"{name}'s job row")
         return self
+
+    def _registered(self, triggerer: str) -> bool:
+        """Whether ``triggerer`` has its job row yet: the one triggerer job not known so far."""
+        if self.processes[triggerer].poll() is not None:
+            raise RuntimeError(f"{triggerer} exited early:\n{self.log_tail(triggerer)}")
+        rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
+        new = [job for (job,) in rows if job not in self.triggerer_jobs.values()]
+        if new:
+            self.triggerer_jobs[triggerer] = new[0]
+        return bool(new)
 
     def components(self) -> dict[str, list[str]]:
         components = super().components()
