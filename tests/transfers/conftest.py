@@ -61,8 +61,9 @@ def gcs_emulator() -> Iterator[str]:
 def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh bucket, and ``gs://`` paths served by gcsfs against the emulator.
 
-    The google provider, which registers ``gs://`` for ObjectStoragePath, cannot be installed beside
-    google-genai 3, so the test registers gcsfs itself, as that provider does.
+    ``gs://`` is the google provider's where it is installed (the matrix's google-provider
+    environment), and unregistered elsewhere: the test puts gcsfs in the registry Airflow built, over
+    either.
     """
     import uuid
 
@@ -72,11 +73,11 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     gcs = emulator_gcsfs(gcs_emulator)
     gcs.mkdir(bucket)
-    monkeypatch.setitem(airflow_fs._BUILTIN_SCHEME_TO_FS, "gs", lambda conn_id, options: gcs)
     # attach() caches a store (and its filesystem) per scheme and connection for the process: without
     # a fresh cache, every test after the first would write through the first test's gcsfs.
     monkeypatch.setattr(airflow_store, "_STORE_CACHE", {})
     airflow_fs._register_filesystems.cache_clear()
+    monkeypatch.setitem(airflow_fs._register_filesystems(), "gs", lambda conn_id, options: gcs)  # type: ignore[index]
     yield bucket
     airflow_fs._register_filesystems.cache_clear()
 
