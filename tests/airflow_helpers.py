@@ -13,10 +13,18 @@ def write_dag(dag_id: str, source: str) -> None:
     (DAGS_FOLDER / f"{dag_id}.py").write_text(textwrap.dedent(source))
 
 
-def load_dag(dag_id: str) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+def dag_bag(path: str) -> Any:
+    """A DagBag of ``path``; the class moved to ``airflow.dag_processing`` in Airflow 3.2."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0 and 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
-    bag = DagBag(str(DAGS_FOLDER / f"{dag_id}.py"))
+    return DagBag(path)
+
+
+def load_dag(dag_id: str) -> Any:
+    bag = dag_bag(str(DAGS_FOLDER / f"{dag_id}.py"))
     assert not bag.import_errors, bag.import_errors
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"{dag_id} not found"

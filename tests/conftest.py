@@ -25,6 +25,37 @@ os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "0"
 import pytest  # noqa: E402
 
 
+def _log_tasks_like_a_deployment() -> None:
+    """Airflow 3.0's ``dag.test()`` logs its tasks through structlog as this process left it: every
+    level (debug lines print what the task sends its supervisor, the masked API key included), with
+    tracebacks wrapped at 80 columns. Log INFO and up, tracebacks plain, as a deployment would, to file
+    descriptor 1, where each test's ``capfd`` reads its own task logs. Airflow 3.1+ configure it.
+    """
+    import logging
+
+    import structlog
+    from airflow import __version__
+    from packaging.version import Version
+
+    if Version(__version__) < Version("3.1"):
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            processors=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.dev.set_exc_info,
+                structlog.processors.TimeStamper(fmt="iso"),
+                structlog.dev.ConsoleRenderer(
+                    colors=False, exception_formatter=structlog.dev.plain_traceback
+                ),
+            ],
+            logger_factory=structlog.PrintLoggerFactory(open(1, "w", buffering=1, closefd=False)),  # noqa: SIM115
+        )
+
+
+_log_tasks_like_a_deployment()
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Create the metadata database once per session (about 3 s)."""

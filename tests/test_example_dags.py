@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.airflow_helpers import dag_bag
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_example_dags_parse_without_import_errors():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(ROOT / "example_dags"))
+    bag = dag_bag(str(ROOT / "example_dags"))
     assert bag.import_errors == {}
     assert sorted(bag.dag_ids) == [
         "gemini_batch_basic",

@@ -55,9 +55,11 @@ def split_requests_file(
     target_dir = _storage_path(destination_dir, conn_id)
     if target_dir.protocol in ("", "file", "local"):
         target_dir.mkdir(parents=True, exist_ok=True)
+    from airflow_provider_gemini._compat import iter_lines
+
     shards: list[Shard] = []
     with source_path.open("rb") as handle:
-        for number, lines in enumerate(_groups(handle, max_rows, max_bytes)):
+        for number, lines in enumerate(_groups(iter_lines(handle), max_rows, max_bytes)):
             target = target_dir / f"{prefix}-{number:05d}.jsonl"
             shards.append(_write_whole(target, lines))
     return shards

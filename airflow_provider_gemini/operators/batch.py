@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gemini._compat import (
+    XCOM_ACCEPTS_NONE,
+    AirflowFailException,
+    iter_lines,
+    push_fields,
+    task_state_store,
+)
 from airflow_provider_gemini.batch.errors import BatchInputError, BatchJobError, GeminiApiError
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.identity import display_name_for, fingerprint_text, job_identity
@@ -120,6 +127,10 @@ class GeminiBatchCreateOperator(BaseOperator):
         # Each field of the result is its own XCom too, so `create.output["batch_name"]` works.
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
+        # Airflow 3.0 cannot store a None XCom: there this operator pushes the fields itself, without them.
+        self._push_fields = bool(self.multiple_outputs) and not XCOM_ACCEPTS_NONE
+        if self._push_fields:
+            self.multiple_outputs = False
         given = [
             name
             for name, value in zip(INPUT_ARGS, (input_path, records, requests, input_file_name), strict=True)
@@ -189,8 +200,8 @@ class GeminiBatchCreateOperator(BaseOperator):
             "reattached": reattached,
         }
         if self.wait_for_completion:
-            return self._wait(context, job, result)
-        return result
+            result = self._wait(context, job, result)
+        return self._output(context, result)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: the create result, with the final state and counts."""
@@ -198,10 +209,11 @@ class GeminiBatchCreateOperator(BaseOperator):
         # Kept in XCom rather than the defer kwargs, which `dag.test()` does not carry through.
         ti = context["ti"]
         result = ti.xcom_pull(task_ids=self.task_id, key=SUBMITTED_KEY, map_indexes=ti.map_index)
-        return {**(result or {}), "state": job["state"], "job": job}
+        return self._output(context, {**(result or {}), "state": job["state"], "job": job})
 
     def on_kill(self) -> None:
-        # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill.
+        # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill
+        # (Airflow 3.3+; on older releases a deferred job is left running).
         if self.cancel_on_kill and self._batch_name:
             self.log.info("Task killed: cancelling Gemini batch %s", self._batch_name)
             self.hook.cancel_batch(self._batch_name)
@@ -267,7 +279,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         if not path.exists():
             raise BatchInputError("no such file", source=str(self.input_path))
         with path.open("rb") as handle:
-            yield from handle
+            yield from iter_lines(handle)
 
     # -- identity and re-attaching ---------------------------------------------------------------
 
@@ -305,14 +317,15 @@ class GeminiBatchCreateOperator(BaseOperator):
         return job
 
     def _recall(self, context: Context) -> str | None:
-        store = context.get("task_state_store")
+        # Airflow 3.0-3.2 have no store: the display-name lookup alone finds an earlier try's job.
+        store = task_state_store(context)
         if store is None:
             return None
         value = store.get(STATE_KEY)
         return value if isinstance(value, str) else None
 
     def _remember(self, context: Context, batch_name: str) -> None:
-        store = context.get("task_state_store")
+        store = task_state_store(context)
         if store is not None:
             store.set(STATE_KEY, batch_name)
 
@@ -375,11 +388,14 @@ class GeminiBatchCreateOperator(BaseOperator):
         try:
             check_outcome(job, self.max_failed_request_ratio)
         except BatchJobError as err:
-            from airflow.sdk.exceptions import AirflowFailException
-
             raise AirflowFailException(str(err)) from err
         summary = job.to_dict()
         return {**result, "state": summary["state"], "job": summary}
+
+    def _output(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        if self._push_fields:
+            push_fields(context, result)
+        return result
 
     def _console_url(self, batch_name: str) -> str:
         return batch_console_url(batch_name, vertexai=False)

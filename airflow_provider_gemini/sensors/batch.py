@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from airflow_provider_gemini._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_gemini.batch.errors import BatchJobError
 from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
 from airflow_provider_gemini.batch.outcome import check_outcome
@@ -74,7 +74,13 @@ class GeminiBatchSensor(BaseSensorOperator):
         # One look first: a job that already ended needs no trip through the triggerer.
         job = self._read()
         if job.state.is_terminal:
-            return self._finish(job)
+            try:
+                return self._finish(job)
+            except AirflowFailException as err:
+                # What the base class's poke loop and resume_execution do with a failure.
+                if self.soft_fail or getattr(self, "never_fail", False):  # never_fail: Airflow 3.1+
+                    raise AirflowSkipException(f"Skipping: {err}") from err
+                raise
         self.defer(
             trigger=GeminiBatchTrigger(
                 batch_name=self.batch_name,

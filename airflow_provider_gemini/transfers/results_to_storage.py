@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gemini._compat import iter_lines
 from airflow_provider_gemini.batch._block_scan import preload_numpy, wait_for_numpy
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
@@ -190,7 +191,7 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         else:
             path = self._path(self.join_input, self.join_conn_id)
             with path.open("rb") as handle:
-                source = [json.loads(line) for line in handle if line.strip()]
+                source = [json.loads(line) for line in iter_lines(handle) if line.strip()]
         records: dict[str, dict[str, Any]] = {}
         for number, record in enumerate(source, start=1):
             if not isinstance(record, dict) or self.join_key not in record:

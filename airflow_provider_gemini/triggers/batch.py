@@ -131,7 +131,11 @@ class GeminiBatchTrigger(BaseTrigger):
         return base * random.uniform(0.5, 1.0)
 
     async def on_kill(self) -> None:
-        """Cancel the job when a user kills the deferred task (Airflow 3.3+ calls this)."""
+        """Cancel the job when a user kills the deferred task.
+
+        Airflow 3.3+ calls this (see ``_compat.HAS_TRIGGER_ON_KILL``); older releases only cancel the
+        trigger, as they do when the triggerer stops, so there the job is left running.
+        """
         if not self.cancel_on_kill:
             return
         self.log.info("Task killed: cancelling Gemini batch %s", self.batch_name)

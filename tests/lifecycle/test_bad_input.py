@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.airflow_helpers import load_dag, run_dag, task_states, write_dag
+from tests.airflow_helpers import dag_bag, load_dag, run_dag, task_states, write_dag
 from tests.conftest import DAGS_FOLDER
 from tests.lifecycle.dag_sources import create_and_wait
 
@@ -110,11 +110,9 @@ def test_request_without_contents_in_a_request_list(gemini_emulator, capfd):
     ],
 )
 def test_wrong_arguments_are_a_dag_import_error(gemini_emulator, dag_id, kwargs, expected):
-    from airflow.dag_processing.dagbag import DagBag
-
     write_dag(dag_id, create_and_wait(dag_id, create_kwargs=kwargs))
     try:
-        bag = DagBag(str(DAGS_FOLDER / f"{dag_id}.py"))
+        bag = dag_bag(str(DAGS_FOLDER / f"{dag_id}.py"))
         assert expected in "".join(bag.import_errors.values())
         with pytest.raises(AssertionError):
             load_dag(dag_id)

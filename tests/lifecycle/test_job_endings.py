@@ -84,7 +84,8 @@ def test_partial_request_failures_are_judged_by_the_ratio(gemini_emulator, capfd
 
 
 def test_waits_survive_a_third_of_gets_failing(gemini_emulator):
-    gemini_emulator.configure(running_seconds=1.0)
+    # Long enough that both sensors poll a running job, however slowly the create task starts.
+    gemini_emulator.configure(running_seconds=3.0)
     gemini_emulator.add_fault(operations=["gets"], status=503, rate=0.3)
     source = f"""
 import datetime

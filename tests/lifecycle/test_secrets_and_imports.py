@@ -28,7 +28,8 @@ def test_api_key_reaches_no_log_xcom_rendered_field_trigger_or_error(gemini_emul
         return result
 
     monkeypatch.setattr(GeminiBatchTrigger, "serialize", serialize)
-    gemini_emulator.configure(running_seconds=0.8, failed_key_pattern="^p1$")
+    # Running long enough that the sensor defers (its trigger is serialized), however slowly it starts.
+    gemini_emulator.configure(running_seconds=3.0, failed_key_pattern="^p1$")
     source = create_and_wait(
         "sec_run", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": True, "poke_interval": 0.2}
     )
