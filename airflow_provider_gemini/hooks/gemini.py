@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from airflow.sdk import BaseHook
-
+from airflow_provider_gemini._compat import BaseHook
 from airflow_provider_gemini.batch.errors import GeminiApiError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchStats
 from airflow_provider_gemini.hooks._settings import CLOUD_SCOPE, GeminiSettings
