@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import ssl
 import weakref
@@ -42,6 +43,18 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(
         cafile=os.environ.get("SSL_CERT_FILE", certifi.where()), capath=os.environ.get("SSL_CERT_DIR")
     )
+
+
+def _quiet_transport_log() -> None:
+    """Keep the SDK transport's line per request out of task logs, as with every google-genai version.
+
+    google-genai 3 sends through httpx2 by default (2.x and older through httpx). Airflow quiets the ``httpx``
+    logger but not ``httpx2``, which logs ``HTTP Request: <method> <url>`` at INFO: a line per poll, and
+    an upload's URL carries its upload id. A level the deployment set itself is left alone.
+    """
+    logger = logging.getLogger("httpx2")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
 
 
 def _batch_path(name: str) -> str:
@@ -108,6 +121,7 @@ class GeminiHook(BaseHook):
             context = shared_ssl_context()
             kwargs["http_options"]["client_args"] = {"verify": context}
             kwargs["http_options"]["async_client_args"] = {"verify": context, "ssl": context}
+        _quiet_transport_log()
         return genai.Client(**kwargs)
 
     @cached_property
