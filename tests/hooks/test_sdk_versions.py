@@ -30,7 +30,7 @@ def test_an_answer_slower_than_the_timeout_is_retried_by_the_sdk(gemini_emulator
     job = hook.create_batch(model="gemini-2.5-flash", display_name="slow", inline_requests=INLINE)
     gemini_emulator.add_fault(operations=["gets"], delay_seconds=2.5, count=1)
     assert hook.get_batch(job.name).state is BatchState.SUCCEEDED
-    assert gemini_emulator.stats()["calls"]["gets"] == 2
+    assert gemini_emulator.stats()["calls"]["gets"] >= 2  # the slow one, then the retry
 
 
 @pytest.fixture
