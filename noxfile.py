@@ -49,8 +49,17 @@ def google_provider(session: nox.Session) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     session.run("twine", "check", "--strict", str(wheel), str(sdist))
 
+    # As on a managed Airflow: the Google provider first, then this package with plain pip, which must
+    # find everything it needs already there (google-genai 2.x included) and report no conflict.
     session.install("-c", constraints, "apache-airflow", "apache-airflow-providers-google")
-    session.install("-c", constraints, f"{wheel}[dev]")
+    pip_says = session.run(
+        "python", "-m", "pip", "install", "--disable-pip-version-check", str(wheel), silent=True
+    )
+    print(pip_says)
+    if any(word in (pip_says or "").lower() for word in ("conflict", "incompatible")):
+        session.error("pip reported a conflict installing the wheel beside the Google provider")
+    session.run("python", "-m", "pip", "check")
+    session.install("-c", constraints, f"{wheel}[dev]")  # the test tools
     session.run("python", "-m", "pip", "check")
     _show_versions(session)
     genai = session.run("python", "-c", _VERSION_OF.format("google-genai"), silent=True) or ""
