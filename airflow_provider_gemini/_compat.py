@@ -58,9 +58,11 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
+    "connection_form_widgets",
     "iter_lines",
     "push_fields",
     "task_state_store",
+    "ui_field_behaviour",
 ]
 
 # Airflow 3.3+: the triggerer calls a trigger's on_kill when a user kills its deferred task. Before, a
@@ -99,3 +101,42 @@ def iter_lines(handle: IO[bytes]) -> Iterator[bytes]:
     everywhere.
     """
     return iter(handle.readline, b"")
+
+
+def _connection_type(conn_type: str) -> dict[str, Any]:
+    from airflow_provider_gemini.get_provider_info import get_provider_info
+
+    return next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type)
+
+
+def connection_form_widgets(conn_type: str) -> dict[str, Any]:
+    """The form fields of ``conn-fields`` as the WTForms fields Airflow 3.0 and 3.1 read from a hook.
+
+    Airflow 3.2+ reads ``conn-fields`` from the provider info and never calls the hook for them. The
+    fields need ``wtforms``, which comes with the FAB provider; without it Airflow shows no extra fields.
+    """
+    from wtforms import BooleanField, IntegerField, PasswordField, StringField
+
+    widgets: dict[str, Any] = {}
+    for name, field in _connection_type(conn_type).get("conn-fields", {}).items():
+        schema = field.get("schema", {})
+        kinds = schema.get("type", "string")
+        kinds = set(kinds if isinstance(kinds, list) else [kinds])
+        if schema.get("format") == "password":
+            field_class: Any = PasswordField
+        elif "boolean" in kinds:
+            field_class = BooleanField
+        elif "integer" in kinds:
+            field_class = IntegerField
+        else:  # strings, and numbers (the settings parse them; WTForms' FloatField is not accepted)
+            field_class = StringField
+        widgets[f"extra__{conn_type}__{name}"] = field_class(
+            field.get("label", name), description=field.get("description", ""), default=schema.get("default")
+        )
+    return widgets
+
+
+def ui_field_behaviour(conn_type: str) -> dict[str, Any]:
+    """``ui-field-behaviour`` of the provider info in the form a hook's ``get_ui_field_behaviour`` returns."""
+    behaviour = _connection_type(conn_type).get("ui-field-behaviour", {})
+    return {key.replace("-", "_"): value for key, value in behaviour.items()}

@@ -6,6 +6,7 @@ import textwrap
 from datetime import datetime
 from typing import Any
 
+from airflow_provider_gemini._compat import AIRFLOW_VERSION
 from tests.conftest import DAGS_FOLDER
 
 
@@ -38,11 +39,36 @@ def run_dag(
     if source is not None:
         write_dag(dag_id, source)
     dag = load_dag(dag_id)
+    if AIRFLOW_VERSION.release < (3, 1):
+        _activate_assets(dag)
     if logical_date is not None:
         # Both dates fixed: the run id is then the same, and dag.test() clears and reruns that run.
         kwargs["logical_date"] = logical_date
         kwargs.setdefault("run_after", logical_date)
     return dag.test(**kwargs)
+
+
+def _activate_assets(dag: Any) -> None:
+    """Airflow 3.0's ``dag.test()`` neither records a DAG's assets nor activates them (its scheduler
+    does), so a task with outlets fails on "inactive assets". Record and activate them, as a
+    deployment's DAG processor and scheduler would.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.asset import AssetActive, AssetModel
+    from airflow.models.dag import DAG as SchedulerDAG
+    from airflow.serialization.serialized_objects import SerializedDAG
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    DagBundlesManager().sync_bundles_to_db()
+    with create_session() as session:
+        scheduler_dag = SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag))
+        SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag], session=session)
+        session.flush()
+        active = {(row.name, row.uri) for row in session.execute(select(AssetActive.name, AssetActive.uri))}
+        for model in session.scalars(select(AssetModel)):
+            if (model.name, model.uri) not in active:
+                session.add(AssetActive.for_asset(model))
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -67,8 +67,12 @@ def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     """
     import uuid
 
-    from airflow.sdk.io import fs as airflow_fs
     from airflow.sdk.io import store as airflow_store
+
+    try:
+        from airflow.sdk.io import fs as airflow_fs
+    except ImportError:  # Airflow 3.0 keeps the filesystem registry in airflow.io
+        import airflow.io as airflow_fs  # type: ignore[no-redef]
 
     bucket = f"lake-{uuid.uuid4().hex[:8]}"
     gcs = emulator_gcsfs(gcs_emulator)
