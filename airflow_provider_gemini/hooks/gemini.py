@@ -88,6 +88,20 @@ class GeminiHook(BaseHook):
     conn_type = "gemini"
     hook_name = "Gemini"
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields on Airflow 3.0 and 3.1 (3.2+ read ``conn-fields`` instead)."""
+        from airflow_provider_gemini._compat import connection_form_widgets
+
+        return connection_form_widgets(cls.conn_type)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The form's labels on Airflow 3.0 and 3.1, from ``ui-field-behaviour`` in the provider info."""
+        from airflow_provider_gemini._compat import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
+
     def __init__(self, gemini_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gemini_conn_id = gemini_conn_id
