@@ -42,7 +42,11 @@ def gemini_batch_enrichment():
     @task
     def rows_to_enrich() -> list[dict]:
         from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-        from airflow.sdk.exceptions import AirflowSkipException
+
+        try:
+            from airflow.sdk.exceptions import AirflowSkipException
+        except ImportError:  # Airflow 3.0 and 3.1
+            from airflow.exceptions import AirflowSkipException
 
         rows = SqliteHook(sqlite_conn_id=CATALOG_CONN_ID).get_records(
             "SELECT id, name, category FROM products WHERE headline IS NULL ORDER BY id"
