@@ -65,3 +65,10 @@ def test_serialized_form_holds_no_secret(gemini_emulator):
         "cancel_on_kill": False,
     }
     assert gemini_emulator.api_key not in repr(kwargs)
+
+
+def test_airflow_calls_the_triggers_on_kill_from_3_3_on():
+    # Before 3.3 a killed deferred task's trigger is only cancelled, so the job is left running.
+    from airflow_provider_gemini._compat import AIRFLOW_VERSION, HAS_TRIGGER_ON_KILL
+
+    assert HAS_TRIGGER_ON_KILL is (AIRFLOW_VERSION.release >= (3, 3))
