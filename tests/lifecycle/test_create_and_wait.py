@@ -36,7 +36,8 @@ def trigger_spy(monkeypatch):
 
 
 def test_create_then_deferred_sensor_succeeds(gemini_emulator, trigger_spy, capfd):
-    gemini_emulator.configure(pending_seconds=0.5, running_seconds=1.5)
+    # Long enough that the sensor finds the job running and defers, however slowly it starts.
+    gemini_emulator.configure(pending_seconds=0.5, running_seconds=4.0)
     source = create_and_wait(
         "lc_happy", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": True, "poke_interval": 0.2}
     )
