@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-packages test lint typecheck pytest emulator demo bench clean
+.PHONY: install system-packages test lint typecheck pytest matrix emulator demo bench clean
 
 install: $(STAMP)
 
@@ -44,7 +44,7 @@ pytest: install system-packages
 matrix: install
 	UV_PYTHON_DOWNLOADS=never $(BIN)/nox --no-color
 
-test: lint typecheck pytest
+test: lint typecheck pytest matrix
 
 emulator: install
 	$(BIN)/gemini-batch-emulator --host 127.0.0.1 --port $${PORT:-8765}

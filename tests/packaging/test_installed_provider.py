@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
+from airflow_provider_gemini._compat import AIRFLOW_VERSION
 from airflow_provider_gemini.get_provider_info import get_provider_info
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
@@ -75,7 +78,8 @@ def test_airflow_cli_shows_what_the_provider_ships(tmp_path):
         ["providers", "get", "airflow-provider-gemini", "--full", "--output", "json"], _airflow_env(tmp_path)
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    (shown,) = json.loads(out.stdout[out.stdout.index("[") :])
+    # Airflow 3.0 prints log lines on stdout before the JSON document.
+    (shown,) = json.loads(out.stdout[out.stdout.index("[{") :])
     info = get_provider_info()
     assert shown["package-name"] == "airflow-provider-gemini"
     for section in ("operators", "sensors", "hooks", "triggers", "transfers", "extra-links"):
@@ -109,4 +113,10 @@ def test_basic_example_runs_with_airflow_dags_test(tmp_path, gemini_emulator):
     results = (tmp_path / "out" / "results-2026-11-24.jsonl").read_text().splitlines()
     assert [json.loads(line)["key"] for line in results] == prompts
     assert gemini_emulator.stats()["jobs_created"] == 1
-    assert gemini_emulator.api_key not in logs
+    leaks = [line for line in logs.splitlines() if gemini_emulator.api_key in line]
+    if Version("3.1") > AIRFLOW_VERSION:
+        # Airflow 3.0's `airflow dags test` prints its own supervisor's debug messages to the console
+        # whatever the logging level, among them the one asking to mask each secret, which carries the
+        # secret (README, "What each Airflow version gets"). Anything else is ours.
+        leaks = [line for line in leaks if "MaskSecret(value=" not in line]
+    assert leaks == []
