@@ -8,6 +8,7 @@ from airflow_provider_gemini import __version__
 
 HOOK_CLASS = "airflow_provider_gemini.hooks.gemini.GeminiHook"
 INTEGRATION = "Gemini Batch"
+VERTEX_NOT_YET = "Vertex AI batch is not supported yet: a connection using it fails at first use."
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -68,26 +69,39 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Attempts per call (transient errors)",
                         "schema": {"type": ["integer", "null"], "default": 5},
                     },
+                    # Vertex AI mode is not supported yet: the hook refuses it at first use. The fields
+                    # stay so that connections made for it keep their settings for when it is.
                     "vertexai": {
                         "label": "Use Vertex AI",
                         "schema": {"type": ["boolean", "null"], "default": False},
+                        "description": VERTEX_NOT_YET,
                     },
-                    "project": {"label": "Vertex AI project", "schema": {"type": ["string", "null"]}},
-                    "location": {"label": "Vertex AI location", "schema": {"type": ["string", "null"]}},
+                    "project": {
+                        "label": "Vertex AI project",
+                        "schema": {"type": ["string", "null"]},
+                        "description": VERTEX_NOT_YET,
+                    },
+                    "location": {
+                        "label": "Vertex AI location",
+                        "schema": {"type": ["string", "null"]},
+                        "description": VERTEX_NOT_YET,
+                    },
                     "key_path": {
                         "label": "Service account key path",
                         "schema": {"type": ["string", "null"]},
+                        "description": VERTEX_NOT_YET,
                     },
                     "keyfile_dict": {
                         "label": "Service account key JSON",
                         "schema": {"type": ["string", "null"], "format": "password"},
+                        "description": VERTEX_NOT_YET,
                     },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "host"],
                     "relabeling": {"password": "API key"},
                     "placeholders": {
-                        "password": "Gemini API key (Developer API); empty in Vertex AI mode",
+                        "password": "Gemini API key (Developer API)",
                         "base_url": "https://generativelanguage.googleapis.com",
                         "location": "us-central1",
                     },

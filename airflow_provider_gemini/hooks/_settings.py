@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1"  # the SDK's default for the Developer API
-CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 def _truthy(value: Any) -> bool:
@@ -34,11 +32,8 @@ class GeminiSettings:
     retry_attempts: int = 5
     retry_initial_delay: float = 1.0
     retry_max_delay: float = 30.0
+    # Vertex AI mode is read only to be refused at first use (not supported yet; see GeminiHook).
     vertexai: bool = False
-    project: str | None = None
-    location: str | None = None
-    key_path: str | None = None
-    keyfile_dict: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def from_connection(cls, password: str | None, extra: dict[str, Any]) -> GeminiSettings:
@@ -48,9 +43,6 @@ class GeminiSettings:
             value = extra.get(name)
             return value if value not in (None, "") else extra.get(f"extra__gemini__{name}")
 
-        keyfile = get("keyfile_dict")
-        if isinstance(keyfile, str) and keyfile.strip():
-            keyfile = json.loads(keyfile)
         return cls(
             api_key=password or None,
             base_url=(get("base_url") or None) and str(get("base_url")).rstrip("/"),
@@ -60,10 +52,6 @@ class GeminiSettings:
             retry_initial_delay=float(_number(get("retry_initial_delay"), 1.0) or 0.0),
             retry_max_delay=float(_number(get("retry_max_delay"), 30.0) or 0.0),
             vertexai=_truthy(get("vertexai")),
-            project=get("project") or None,
-            location=get("location") or None,
-            key_path=get("key_path") or None,
-            keyfile_dict=keyfile or None,
         )
 
     @property
@@ -91,10 +79,5 @@ class GeminiSettings:
         return options
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``google.genai.Client`` (credentials are built by the caller)."""
-        kwargs: dict[str, Any] = {"http_options": self.http_options()}
-        if self.vertexai:
-            kwargs.update(vertexai=True, project=self.project, location=self.location or "us-central1")
-        else:
-            kwargs["api_key"] = self.api_key
-        return kwargs
+        """Keyword arguments for ``google.genai.Client`` (the Developer API)."""
+        return {"http_options": self.http_options(), "api_key": self.api_key}

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow_provider_gemini._compat import BaseHook
 from airflow_provider_gemini.batch.errors import GeminiApiError
-from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchStats
-from airflow_provider_gemini.hooks._settings import CLOUD_SCOPE, GeminiSettings
+from airflow_provider_gemini.batch.jobs import BatchJobInfo
+from airflow_provider_gemini.hooks._settings import GeminiSettings
 
 if TYPE_CHECKING:
     import urllib.request
@@ -74,8 +74,8 @@ class GeminiHook(BaseHook):
 
     The connection's password is the Developer API key; extras set ``base_url`` (a proxy or the
     local emulator), ``api_version``, ``timeout`` and retries of transient errors
-    (``retry_attempts``, ``retry_initial_delay``, ``retry_max_delay``), or Vertex AI mode
-    (``vertexai``, ``project``, ``location``, ``key_path`` / ``keyfile_dict``).
+    (``retry_attempts``, ``retry_initial_delay``, ``retry_max_delay``). Vertex AI batch prediction is
+    not supported yet: a connection with ``vertexai`` set fails at first use, before any call.
 
     Every method returns plain data (dicts, :class:`BatchJobInfo`), never SDK objects. API errors
     that retrying will not fix raise :class:`GeminiApiError` with the API's own message.
@@ -117,24 +117,29 @@ class GeminiHook(BaseHook):
     def settings(self) -> GeminiSettings:
         if self._settings is None:
             conn = self.get_connection(self.gemini_conn_id)
-            self._settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+            self._settings = self._supported(GeminiSettings.from_connection(conn.password, conn.extra_dejson))
         return self._settings
 
-    @property
-    def vertexai(self) -> bool:
-        return self.settings.vertexai
+    def _supported(self, settings: GeminiSettings) -> GeminiSettings:
+        """Refuse Vertex AI mode at first use: its batch API (batchPredictionJobs) is not built yet, and a
+        half-working branch would fail later, after money was spent."""
+        if settings.vertexai:
+            raise GeminiApiError(
+                f"Connection {self.gemini_conn_id!r} asks for Vertex AI (extra 'vertexai'), and Vertex AI "
+                "batch prediction is not supported by this provider yet; nothing was submitted. Use a "
+                "Gemini Developer API key (the connection's password) without 'vertexai', or the Google "
+                "provider's Vertex AI batch prediction operators. A retry fails the same way."
+            )
+        return settings
 
     def _new_client(self, settings: GeminiSettings) -> Client:
         from google import genai
 
         kwargs = settings.client_kwargs()
-        if settings.vertexai:
-            kwargs["credentials"] = _vertex_credentials(settings)  # may bring its own mTLS context
-        else:
-            # Left alone, the SDK loads the CA bundle three times per client (~0.1 s of every task).
-            context = shared_ssl_context()
-            kwargs["http_options"]["client_args"] = {"verify": context}
-            kwargs["http_options"]["async_client_args"] = {"verify": context, "ssl": context}
+        # Left alone, the SDK loads the CA bundle three times per client (~0.1 s of every task).
+        context = shared_ssl_context()
+        kwargs["http_options"]["client_args"] = {"verify": context}
+        kwargs["http_options"]["async_client_args"] = {"verify": context, "ssl": context}
         _quiet_transport_log()
         return genai.Client(**kwargs)
 
@@ -154,7 +159,9 @@ class GeminiHook(BaseHook):
         if self._async_client is None:
             if self._settings is None:
                 conn = await self.aget_connection(self.gemini_conn_id)
-                self._settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+                self._settings = self._supported(
+                    GeminiSettings.from_connection(conn.password, conn.extra_dejson)
+                )
             clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
             cached = clients.get(self.gemini_conn_id)
             if cached is None or cached[0] != self._settings:
@@ -220,10 +227,6 @@ class GeminiHook(BaseHook):
         """
         from google.genai import errors
 
-        if self.vertexai:
-            raise GeminiApiError(
-                "Vertex AI batches read their input from gs:// or bq://; there is no upload."
-            )
         config: dict[str, Any] = {"mime_type": mime_type}
         if display_name:
             config["display_name"] = display_name
@@ -275,14 +278,7 @@ class GeminiHook(BaseHook):
         return download_opener(shared_ssl_context())
 
     def _auth_headers(self) -> dict[str, str]:
-        settings = self.settings
-        if settings.vertexai:
-            credentials = _vertex_credentials(settings)
-            from google.auth.transport.requests import Request
-
-            credentials.refresh(Request())
-            return {"Authorization": f"Bearer {credentials.token}"}
-        return {"x-goog-api-key": settings.api_key or ""}
+        return {"x-goog-api-key": self.settings.api_key or ""}
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -314,15 +310,10 @@ class GeminiHook(BaseHook):
 
     def get_batch(self, name: str) -> BatchJobInfo:
         """The job with its request counts (``batchStats``) and error, which the SDK's object drops."""
-        if self.vertexai:
-            return _from_sdk_job(self.get_conn().batches.get(name=name))
         path = _batch_path(name)
         return BatchJobInfo.from_operation(self._request("get", path, what=f"get {path}"))
 
     async def aget_batch(self, name: str) -> BatchJobInfo:
-        client = await self.aget_conn()
-        if self.vertexai:
-            return _from_sdk_job(await client.batches.get(name=name))
         path = _batch_path(name)
         return BatchJobInfo.from_operation(await self._arequest("get", path, what=f"get {path}"))
 
@@ -332,42 +323,27 @@ class GeminiHook(BaseHook):
         The Developer API has no server-side filter, so the filter applies here.
         """
         jobs: list[BatchJobInfo] = []
-        if self.vertexai:
-            jobs = [
-                _from_sdk_job(job) for job in self.get_conn().batches.list(config={"page_size": page_size})
-            ]
-        else:
-            token: str | None = None
-            while True:
-                query = f"batches?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
-                page = self._request("get", query, what="list batches")
-                jobs.extend(BatchJobInfo.from_operation(op) for op in page.get("operations", []))
-                token = page.get("nextPageToken")
-                if not token:
-                    break
+        token: str | None = None
+        while True:
+            query = f"batches?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
+            page = self._request("get", query, what="list batches")
+            jobs.extend(BatchJobInfo.from_operation(op) for op in page.get("operations", []))
+            token = page.get("nextPageToken")
+            if not token:
+                break
         if display_name is not None:
             jobs = [job for job in jobs if job.display_name == display_name]
         return jobs
 
     def cancel_batch(self, name: str) -> None:
-        if self.vertexai:
-            self.get_conn().batches.cancel(name=name)
-            return
         path = _batch_path(name)
         self._request("post", f"{path}:cancel", what=f"cancel {path}")
 
     async def acancel_batch(self, name: str) -> None:
-        client = await self.aget_conn()
-        if self.vertexai:
-            await client.batches.cancel(name=name)
-            return
         path = _batch_path(name)
         await self._arequest("post", f"{path}:cancel", what=f"cancel {path}")
 
     def delete_batch(self, name: str) -> None:
-        if self.vertexai:
-            self.get_conn().batches.delete(name=name)
-            return
         path = _batch_path(name)
         self._request("delete", path, what=f"delete {path}")
 
@@ -430,48 +406,4 @@ def _api_error(err: Any, what: str) -> GeminiApiError:
         f"Gemini API error {err.code} {status} on {what}: {err.message}".replace("  ", " "),
         code=err.code,
         status=err.status,
-    )
-
-
-def _vertex_credentials(settings: GeminiSettings) -> Any:
-    """Service-account credentials from the connection, or application default credentials."""
-    if settings.keyfile_dict:
-        from google.oauth2 import service_account
-
-        return service_account.Credentials.from_service_account_info(
-            settings.keyfile_dict, scopes=[CLOUD_SCOPE]
-        )
-    if settings.key_path:
-        from google.oauth2 import service_account
-
-        return service_account.Credentials.from_service_account_file(settings.key_path, scopes=[CLOUD_SCOPE])
-    import google.auth
-
-    credentials, _ = google.auth.default(scopes=[CLOUD_SCOPE])
-    return credentials
-
-
-def _from_sdk_job(job: Any) -> BatchJobInfo:
-    """A Vertex AI ``BatchJob`` (SDK object) as our plain job record."""
-    stats = job.completion_stats
-    succeeded = int(getattr(stats, "successful_count", 0) or 0)
-    failed = int(getattr(stats, "failed_count", 0) or 0)
-    incomplete = int(getattr(stats, "incomplete_count", 0) or 0)
-    dest = job.dest
-    return BatchJobInfo(
-        name=job.name or "",
-        state=BatchState.parse(job.state),
-        display_name=job.display_name,
-        model=job.model,
-        create_time=job.create_time.isoformat() if job.create_time else None,
-        update_time=job.update_time.isoformat() if job.update_time else None,
-        end_time=job.end_time.isoformat() if job.end_time else None,
-        stats=BatchStats(
-            request_count=succeeded + failed + incomplete,
-            succeeded=succeeded,
-            failed=failed,
-            pending=incomplete,
-        ),
-        result_file=(dest.gcs_uri or dest.bigquery_uri) if dest else None,
-        error=job.error.message if job.error else None,
     )

@@ -1,4 +1,4 @@
-"""The "Gemini batch job" extra link: the job in AI Studio or the Vertex AI console."""
+"""The "Gemini batch job" extra link: the job in AI Studio."""
 
 from __future__ import annotations
 
@@ -12,22 +12,14 @@ if TYPE_CHECKING:
     from airflow.sdk.execution_time.xcom import TaskInstanceKey  # type: ignore[attr-defined]
 
 AI_STUDIO_BATCHES_URL = "https://aistudio.google.com/batches"
-VERTEX_BATCH_URL = "https://console.cloud.google.com/vertex-ai/locations/{location}/batch-predictions/{job_id}?project={project}"
 
 
-def batch_console_url(
-    batch_name: str, *, vertexai: bool = False, project: str | None = None, location: str | None = None
-) -> str:
-    """Where a person looks at the job: the Vertex AI console page of the job, or AI Studio's batch list.
+def batch_console_url(batch_name: str) -> str:
+    """Where a person looks at the job: AI Studio's batch list.
 
     AI Studio has no documented per-job address; its batch page lists jobs by display name, which
     carries the task's identity.
     """
-    if vertexai:
-        job_id = batch_name.rsplit("/", 1)[-1]
-        return VERTEX_BATCH_URL.format(
-            location=location or "us-central1", job_id=job_id, project=project or ""
-        )
     return AI_STUDIO_BATCHES_URL
 
 

@@ -398,7 +398,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         return result
 
     def _console_url(self, batch_name: str) -> str:
-        return batch_console_url(batch_name, vertexai=False)
+        return batch_console_url(batch_name)
 
 
 def _model_name(model: str) -> str:

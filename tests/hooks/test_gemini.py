@@ -190,3 +190,15 @@ def test_importing_the_hook_leaves_the_sdk_out():
     code = "import sys, airflow_provider_gemini.hooks.gemini; print('google.genai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_vertex_ai_mode_is_refused_at_first_use_before_any_call(gemini_emulator, monkeypatch):
+    use_connection(monkeypatch, gemini_emulator, vertexai="true", project="proj", location="europe-west4")
+    for call in (GeminiHook().get_batch, GeminiHook().cancel_batch):
+        with pytest.raises(
+            GeminiApiError, match=r"Vertex AI batch prediction is not supported .* nothing was"
+        ):
+            call("batches/anything")
+    with pytest.raises(GeminiApiError, match="not supported by this provider yet"):
+        await GeminiHook().aget_batch("batches/anything")
+    assert sum(gemini_emulator.stats()["calls"].values()) == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from airflow_provider_gemini.hooks._settings import GeminiSettings
 
 
@@ -42,21 +40,7 @@ def test_prefixed_extras_from_older_forms_are_read():
     assert settings.timeout == 3.0
 
 
-def test_vertex_mode_options():
-    keyfile = {"type": "service_account", "project_id": "p"}
-    settings = GeminiSettings.from_connection(
-        None,
-        {
-            "vertexai": "true",
-            "project": "proj",
-            "location": "europe-west4",
-            "keyfile_dict": json.dumps(keyfile),
-        },
-    )
-    kwargs = settings.client_kwargs()
-    assert kwargs["vertexai"] is True
-    assert kwargs["project"] == "proj"
-    assert kwargs["location"] == "europe-west4"
-    assert "api_key" not in kwargs
-    assert settings.keyfile_dict == keyfile
-    assert "service_account" not in repr(settings)
+def test_vertex_mode_is_read_from_either_spelling():
+    assert GeminiSettings.from_connection(None, {"vertexai": "true"}).vertexai
+    assert GeminiSettings.from_connection(None, {"extra__gemini__vertexai": True}).vertexai
+    assert not GeminiSettings.from_connection("k", {"vertexai": "false"}).vertexai
