@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -124,6 +123,9 @@ class Emulator:
     def __init__(self, state: Emulated) -> None:
         self.state = state
         self.fault: Fault | None = None  # the fault picked for the call being handled
+        # Settling awaits the result file's writing; without this, a second GET in that gap would
+        # settle the same job again and write its results twice.
+        self.settling = asyncio.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -189,10 +191,16 @@ class Emulator:
     # -- jobs as resources ---------------------------------------------------------------------
 
     async def settle(self, job: Job) -> None:
-        """Record the outcome (and write the output) the first time a job is seen finished."""
+        """Record the outcome (and write the output) the first time a job is seen finished, once."""
+        if job.final_state or self.state.state_of(job) in ("PENDING", "RUNNING"):
+            return
+        async with self.settling:
+            await self._settle(job)
+
+    async def _settle(self, job: Job) -> None:
         state = self.state.state_of(job)
         if job.final_state or state in ("PENDING", "RUNNING"):
-            return
+            return  # settled by the call this one waited for
         if state == "SUCCEEDED":
             if job.inline:
                 job.inline_output = [
@@ -533,7 +541,7 @@ async def cache_create(request: Request, emu: Emulator, match: re.Match[str]) ->
             f"min_total_token_count={MIN_CACHE_TOKENS}",
         )
     ttl = str(field(body, "ttl") or "3600s").removesuffix("s")
-    created = time.time()
+    created = emu.state.clock.now()
     cache_id = new_id()
     cache = {
         "id": cache_id,
@@ -612,6 +620,21 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
         return JSONResponse({})
     if action == "stats" and method == "GET":
         return JSONResponse(state.stats())
+    if action == "clock":
+        if method == "POST":
+            raw = await request.json()
+            unknown = set(raw) - {"frozen", "advance_seconds"}
+            if unknown:
+                return error_response(400, f"Unknown clock fields: {sorted(unknown)}")
+            seconds = float(raw.get("advance_seconds") or 0)
+            if seconds < 0:
+                return error_response(400, "The emulator's clock only moves forward.")
+            if raw.get("frozen") is True:
+                state.clock.freeze()
+            elif raw.get("frozen") is False:
+                state.clock.unfreeze()
+            state.clock.advance(seconds)
+        return JSONResponse({"now": state.clock.now(), "frozen": state.clock.frozen})
     if action == "config":
         if method == "POST":
             updates = await request.json()

@@ -1,6 +1,8 @@
 """The emulator's memory: files on disk, batch jobs on a clock, settings, faults and call counts.
 
 Everything here runs in the server's event loop thread; nothing is shared with other threads.
+Every moment the emulator records or compares (job states, progress, timestamps, cache expiry) comes
+from :class:`Clock`, which follows real time unless a test freezes it and steps it forward.
 """
 
 from __future__ import annotations
@@ -61,6 +63,41 @@ def now_iso(at: float | None = None) -> str:
 
 def new_id() -> str:
     return secrets.token_hex(6)
+
+
+@dataclass
+class Clock:
+    """The emulator's time: real time (plus any advance) by default; frozen, it moves only when advanced.
+
+    Tests freeze it, then step it past a job's ``pending_seconds``/``running_seconds``/``expire_seconds``,
+    so no test waits on a real-time window and a loaded machine cannot miss one.
+    """
+
+    offset: float = 0.0  # seconds added to real time by advance() while running
+    frozen_at: float | None = None
+
+    def now(self) -> float:
+        return self.frozen_at if self.frozen_at is not None else time.time() + self.offset
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_at is not None
+
+    def freeze(self) -> None:
+        self.frozen_at = self.now()
+
+    def unfreeze(self) -> None:
+        if self.frozen_at is not None:
+            self.offset = self.frozen_at - time.time()  # time resumes from where it stood
+            self.frozen_at = None
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("the emulator's clock only moves forward")
+        if self.frozen_at is not None:
+            self.frozen_at += seconds
+        else:
+            self.offset += seconds
 
 
 @dataclass
@@ -164,6 +201,7 @@ class Emulated:
     caches_created: int = 0
     files_created: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(20261125))
+    clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
         (self.data_dir / "files").mkdir(parents=True, exist_ok=True)
@@ -216,6 +254,7 @@ class Emulated:
         self.caches.clear()
         self.jobs_created = self.files_created = self.caches_created = 0
         self.rng = random.Random(20261125)
+        self.clock = Clock()
         self.save()
 
     # -- files ---------------------------------------------------------------------------------
@@ -235,7 +274,7 @@ class Emulated:
             mime_type=mime_type,
             size=self.blob(file_id).stat().st_size,
             sha256=digest.hexdigest(),
-            created=time.time(),
+            created=self.clock.now(),
             source=source,
         )
         self.files[file_id] = stored
@@ -281,7 +320,7 @@ class Emulated:
             kind=kind,
             model=model,
             display_name=display_name,
-            created=time.time(),
+            created=self.clock.now(),
             pending_seconds=float(settings["pending_seconds"]),
             running_seconds=float(settings["running_seconds"]),
             expire_seconds=float(settings["expire_seconds"]),
@@ -301,7 +340,7 @@ class Emulated:
     def cache(self, name: str) -> dict[str, Any] | None:
         """A live context cache by name (``cachedContents/ID``); expired ones are forgotten."""
         cache = self.caches.get(name.rsplit("/", 1)[-1])
-        if cache is not None and cache["expires"] < time.time():
+        if cache is not None and cache["expires"] < self.clock.now():
             self.caches.pop(cache["id"])
             return None
         return cache
@@ -310,7 +349,7 @@ class Emulated:
         """The job's state now, from its clock (no background work: computed on every read)."""
         if job.final_state:
             return job.final_state
-        elapsed = (time.time() if at is None else at) - job.created
+        elapsed = (self.clock.now() if at is None else at) - job.created
         if job.pending_seconds + job.running_seconds > job.expire_seconds and elapsed >= job.expire_seconds:
             return "EXPIRED"  # left pending or running past the expiry limit
         if elapsed < job.pending_seconds:
@@ -322,7 +361,7 @@ class Emulated:
     def end(self, job: Job, state: str, error: str | None = None) -> None:
         job.final_state = state
         job.final_error = error
-        job.ended = time.time()
+        job.ended = self.clock.now()
         self.save()
 
     def progress(self, job: Job) -> tuple[int, int, int]:
@@ -333,7 +372,7 @@ class Emulated:
             return total - failed, failed, 0
         if state != "RUNNING" or job.running_seconds <= 0:
             return 0, 0, total
-        share = min(1.0, (time.time() - job.created - job.pending_seconds) / job.running_seconds)
+        share = min(1.0, (self.clock.now() - job.created - job.pending_seconds) / job.running_seconds)
         done_failed = int(failed * share)
         done_ok = int((total - failed) * share)
         return done_ok, done_failed, total - done_ok - done_failed

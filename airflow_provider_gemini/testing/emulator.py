@@ -7,6 +7,19 @@ Use it to run DAGs and tests offline, for free::
 or in Python (``EmulatorServer(...).start()``), or through the ``gemini_emulator`` pytest fixture.
 Jobs move PENDING -> RUNNING -> SUCCEEDED on a clock you set; answers are deterministic and carry
 realistic token counts; faults are injected through the control API under ``/_emulator/``.
+
+The emulator's clock follows real time. Tests can freeze it and step it instead, so a job's windows
+never race the machine's load::
+
+    emulator.freeze()                                  # POST /_emulator/clock {"frozen": true}
+    emulator.configure(running_seconds=60)
+    ...                                                # the job stays RUNNING, however long this takes
+    emulator.advance(60)                               # POST /_emulator/clock {"advance_seconds": 60}
+    ...                                                # now it has SUCCEEDED
+
+Job states, progress, timestamps and cache expiry follow this clock; ``latency_seconds`` and fault
+delays stay real waits, since they exist to exercise the client's own timeouts. ``reset()`` restores
+real time.
 """
 
 from __future__ import annotations
@@ -41,12 +54,28 @@ class EmulatorClient:
         return response.json()
 
     def reset(self) -> None:
-        """Forget every file, job, fault and count; restore the default settings."""
+        """Forget every file, job, fault and count; restore the default settings and real time."""
         self._call("POST", "reset")
 
     def stats(self) -> dict[str, Any]:
         """Calls received per operation, and how many jobs and files were really created."""
         return self._call("GET", "stats")
+
+    def freeze(self) -> float:
+        """Stop the emulator's clock: jobs stay in their state until :meth:`advance`. Returns its time."""
+        return self._call("POST", "clock", {"frozen": True})["now"]
+
+    def unfreeze(self) -> float:
+        """Let the emulator's clock run with real time again, from where it stood. Returns its time."""
+        return self._call("POST", "clock", {"frozen": False})["now"]
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator's clock forward (frozen or not) by ``seconds``. Returns its time."""
+        return self._call("POST", "clock", {"advance_seconds": seconds})["now"]
+
+    def clock(self) -> dict[str, Any]:
+        """The emulator's time (epoch seconds) and whether it is frozen: ``{"now": ..., "frozen": ...}``."""
+        return self._call("GET", "clock")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings for jobs created from now on: pending_seconds, running_seconds,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from airflow_provider_gemini.testing._app import build_app
+from airflow_provider_gemini.testing._state import Emulated
 from airflow_provider_gemini.testing.emulator import EmulatorClient, EmulatorServer
 
 
@@ -41,22 +45,61 @@ def raw_get(emulator, name):
 
 
 def test_jobs_move_through_states_with_progress(gemini_emulator):
-    gemini_emulator.configure(pending_seconds=0.3, running_seconds=1.0)
+    gemini_emulator.freeze()
+    gemini_emulator.configure(pending_seconds=10, running_seconds=100)
     client = client_for(gemini_emulator)
     job = client.batches.create(model="gemini-2.5-flash", src=inline([f"t{i}" for i in range(10)]))
     assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_PENDING"
-    time.sleep(0.8)
+    gemini_emulator.advance(10 + 50)  # half way through running
     running = raw_get(gemini_emulator, job.name)["metadata"]
     assert running["state"] == "BATCH_STATE_RUNNING"
     stats = running["batchStats"]
     assert stats["requestCount"] == "10"
-    assert 0 < int(stats["successfulRequestCount"]) < 10
-    assert int(stats["pendingRequestCount"]) == 10 - int(stats["successfulRequestCount"])
-    time.sleep(0.7)
+    assert stats["successfulRequestCount"] == "5"
+    assert stats["pendingRequestCount"] == "5"
+    gemini_emulator.advance(50)
     done = raw_get(gemini_emulator, job.name)
     assert done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
     assert done["done"] is True
     assert done["metadata"]["batchStats"]["successfulRequestCount"] == "10"
+    assert done["metadata"]["endTime"] == _iso(gemini_emulator.clock()["now"])
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_a_frozen_clock_holds_jobs_until_advanced_and_reset_restores_real_time(gemini_emulator):
+    frozen_at = gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=30)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    created = raw_get(gemini_emulator, job.name)["metadata"]
+    assert created["createTime"] == _iso(frozen_at)
+    time.sleep(0.05)  # real time passes; the emulator's does not
+    assert gemini_emulator.clock() == {"now": frozen_at, "frozen": True}
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
+    assert gemini_emulator.advance(29.9) == pytest.approx(frozen_at + 29.9)
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
+    gemini_emulator.advance(0.1)
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    with pytest.raises(httpx.HTTPStatusError):
+        gemini_emulator.advance(-1)
+    gemini_emulator.reset()
+    assert gemini_emulator.clock()["frozen"] is False
+    assert gemini_emulator.clock()["now"] == pytest.approx(time.time(), abs=5)
+
+
+def test_an_advanced_running_clock_keeps_running_from_there(gemini_emulator):
+    gemini_emulator.configure(running_seconds=3600)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
+    moved_to = gemini_emulator.advance(3600)
+    assert moved_to == pytest.approx(time.time() + 3600, abs=5)
+    assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
+    gemini_emulator.freeze()
+    assert gemini_emulator.unfreeze() >= moved_to
 
 
 def test_answers_are_deterministic(gemini_emulator):
@@ -156,10 +199,13 @@ def test_configured_job_outcomes_carry_an_error(gemini_emulator, outcome):
 
 
 def test_jobs_left_running_past_the_limit_expire(gemini_emulator):
-    gemini_emulator.configure(running_seconds=100, expire_seconds=0.3)
+    gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=100, expire_seconds=30)
     client = client_for(gemini_emulator)
     job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
-    time.sleep(0.5)
+    gemini_emulator.advance(29)
+    assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+    gemini_emulator.advance(1)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_EXPIRED
 
 
@@ -233,16 +279,17 @@ def test_stats_count_calls_and_created_resources(gemini_emulator):
 
 
 def test_data_dir_survives_a_restart(tmp_path):
-    with EmulatorServer(api_key="k", data_dir=tmp_path, running_seconds=0.5) as first:
+    with EmulatorServer(api_key="k", data_dir=tmp_path, running_seconds=60) as first:
         client = client_for(first)
         uploaded = client.files.upload(
             file=io.BytesIO(b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'),
             config={"mime_type": "jsonl"},
         )
         job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name)
-    time.sleep(0.6)
     with EmulatorServer(api_key="k", data_dir=tmp_path) as second:
         client = client_for(second)
+        assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+        second.advance(60)  # the job's clock was kept across the restart
         assert client.files.get(name=uploaded.name).size_bytes == uploaded.size_bytes
         done = client.batches.get(name=job.name)
         assert done.state == types.JobState.JOB_STATE_SUCCEEDED
@@ -268,3 +315,38 @@ def test_cli_prints_its_address_and_serves(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) in (0, -15)
+
+
+def test_two_concurrent_gets_of_a_finishing_job_write_one_result_file(tmp_path):
+    state = Emulated(data_dir=tmp_path / "emulator", api_key="k")
+    request = {"contents": [{"parts": [{"text": "x" * 200}]}]}
+    source = tmp_path / "input.jsonl"
+    source.write_text("".join(json.dumps({"key": f"k{i}", "request": request}) + "\n" for i in range(2000)))
+    uploaded = state.add_file(source, display_name=None, mime_type="jsonl", source="UPLOADED")
+    state.clock.freeze()
+    job = state.new_job(
+        kind="generate",
+        model="models/gemini-2.5-flash",
+        display_name=None,
+        items=None,
+        input_file=uploaded.name,
+        request_count=2000,
+        failed_count=0,
+    )
+    job.running_seconds = 10
+    state.clock.advance(10)  # finished, not yet settled: the first GET writes its results
+
+    async def two_gets():
+        transport = httpx.ASGITransport(app=build_app(state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+            get = client.get(f"/v1beta/{job.name}", headers={"x-goog-api-key": "k"})
+            return await asyncio.gather(
+                get, client.get(f"/v1beta/{job.name}", headers={"x-goog-api-key": "k"})
+            )
+
+    answers = [r.json() for r in asyncio.run(two_gets())]
+    assert [a["metadata"]["state"] for a in answers] == ["BATCH_STATE_SUCCEEDED"] * 2
+    assert answers[0]["response"]["responsesFile"] == answers[1]["response"]["responsesFile"]
+    assert [f.name for f in state.files.values() if f.source == "GENERATED"] == [
+        answers[0]["response"]["responsesFile"]
+    ]
