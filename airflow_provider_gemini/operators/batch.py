@@ -13,19 +13,17 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini._compat import (
     XCOM_ACCEPTS_NONE,
-    AirflowFailException,
     iter_lines,
     push_fields,
     task_state_store,
 )
-from airflow_provider_gemini.batch.errors import BatchInputError, BatchJobError, GeminiApiError
+from airflow_provider_gemini.batch.errors import BatchInputError, GeminiApiError
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.identity import display_name_for, fingerprint_text, job_identity
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
-from airflow_provider_gemini.batch.outcome import check_outcome
-from airflow_provider_gemini.batch.progress import ProgressLog
+from airflow_provider_gemini.batch.polling import PollDecider
+from airflow_provider_gemini.endings import cancel_best_effort, finish_event
 from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
-from airflow_provider_gemini.sensors.batch import finish_from_event
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 
 if TYPE_CHECKING:
@@ -40,6 +38,8 @@ STATE_KEY = "gemini_batch_name"
 SUBMITTED_KEY = "gemini_batch_submitted"
 DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED")
 INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
+# A job that ended badly is not re-attached to (see reattach_states), so clearing the task pays for a new one.
+AFTER_FAILURE = "the job has ended and will not change; clearing this task submits a new job."
 
 
 class GeminiBatchCreateOperator(BaseOperator):
@@ -205,7 +205,7 @@ class GeminiBatchCreateOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: the create result, with the final state and counts."""
-        job = finish_from_event(BatchEvent.from_payload(event), self.log)
+        job = finish_event(BatchEvent.from_payload(event), self.log, after_failure=AFTER_FAILURE)
         # Kept in XCom rather than the defer kwargs, which `dag.test()` does not carry through.
         ti = context["ti"]
         result = ti.xcom_pull(task_ids=self.task_id, key=SUBMITTED_KEY, map_indexes=ti.map_index)
@@ -215,8 +215,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill
         # (Airflow 3.3+; on older releases a deferred job is left running).
         if self.cancel_on_kill and self._batch_name:
-            self.log.info("Task killed: cancelling Gemini batch %s", self._batch_name)
-            self.hook.cancel_batch(self._batch_name)
+            cancel_best_effort(self.hook.cancel_batch, self._batch_name, self.log)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -370,26 +369,24 @@ class GeminiBatchCreateOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        progress = ProgressLog()
-        while True:
-            job = self.hook.get_batch(job.name)
-            if line := progress.update(job):
-                self.log.info(line)
-            if job.state.is_terminal:
-                break
-            if deadline is not None and time.time() >= deadline:
-                raise BatchJobError(
-                    f"Stopped waiting for Gemini batch {job.name}: wait_timeout passed "
-                    "(the job may still be running)",
-                    batch_name=job.name,
-                    state=job.state.value,
-                )
-            time.sleep(self.poll_interval)
-        try:
-            check_outcome(job, self.max_failed_request_ratio)
-        except BatchJobError as err:
-            raise AirflowFailException(str(err)) from err
-        summary = job.to_dict()
+        decider = PollDecider(
+            job.name,
+            poll_interval=self.poll_interval,
+            deadline=deadline,
+            max_failed_request_ratio=self.max_failed_request_ratio,
+        )
+        decision = decider.on_job(job, time.time())
+        while decision.event is None:
+            time.sleep(decision.seconds)
+            try:
+                job = self.hook.get_batch(job.name)
+            except Exception as err:
+                decision = decider.on_error(err, time.time())
+            else:
+                decision = decider.on_job(job, time.time())
+            if decision.log:
+                (self.log.warning if decision.warning else self.log.info)(decision.log)
+        summary = finish_event(decision.event, self.log, after_failure=AFTER_FAILURE)
         return {**result, "state": summary["state"], "job": summary}
 
     def _output(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -12,16 +12,14 @@ from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_gemini._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
-from airflow_provider_gemini.batch.errors import BatchJobError
-from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
-from airflow_provider_gemini.batch.outcome import check_outcome
-from airflow_provider_gemini.batch.progress import ProgressLog
+from airflow_provider_gemini.batch.events import BatchEvent
+from airflow_provider_gemini.batch.polling import PollDecider
+from airflow_provider_gemini.endings import cancel_best_effort, finish_event
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
-    from airflow_provider_gemini.batch.jobs import BatchJobInfo
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 
@@ -60,7 +58,7 @@ class GeminiBatchSensor(BaseSensorOperator):
         self.max_failed_request_ratio = max_failed_request_ratio
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
-        self._progress = ProgressLog()
+        self._poll: PollDecider | None = None
 
     @cached_property
     def hook(self) -> GeminiHook:
@@ -72,15 +70,12 @@ class GeminiBatchSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One look first: a job that already ended needs no trip through the triggerer.
-        job = self._read()
-        if job.state.is_terminal:
-            try:
-                return self._finish(job)
-            except AirflowFailException as err:
-                # What the base class's poke loop and resume_execution do with a failure.
-                if self.soft_fail or getattr(self, "never_fail", False):  # never_fail: Airflow 3.1+
-                    raise AirflowSkipException(f"Skipping: {err}") from err
-                raise
+        job = self.hook.get_batch(self.batch_name)
+        decision = self._decider().on_job(job, time.time())
+        if decision.log:
+            self.log.info(decision.log)
+        if (event := decision.event) is not None:
+            return self._skip_if_soft(lambda: self._finish(event))
         self.defer(
             trigger=GeminiBatchTrigger(
                 batch_name=self.batch_name,
@@ -95,41 +90,52 @@ class GeminiBatchSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        job = self._read()
-        if not job.state.is_terminal:
+        # The sensor's own loop sets the pace (poke_interval, exponential_backoff, timeout); the decider
+        # says whether this poke ended the wait, and lets a passing API fault cost one poke, not the task.
+        decider = self._decider()
+        try:
+            job = self.hook.get_batch(self.batch_name)
+        except Exception as err:
+            decision = decider.on_error(err, time.time())
+        else:
+            decision = decider.on_job(job, time.time())
+        if decision.log:
+            (self.log.warning if decision.warning else self.log.info)(decision.log)
+        if decision.event is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(job))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(decision.event))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger fired: return the summary, or fail with the event's message."""
-        return finish_from_event(BatchEvent.from_payload(event), self.log)
-
-    def _read(self) -> BatchJobInfo:
-        job = self.hook.get_batch(self.batch_name)
-        if line := self._progress.update(job):
-            self.log.info(line)
-        return job
-
-    def _finish(self, job: BatchJobInfo) -> dict[str, Any]:
-        try:
-            check_outcome(job, self.max_failed_request_ratio)
-        except BatchJobError as err:
-            # A terminal job will not change on a retry: fail without retrying.
-            raise AirflowFailException(str(err)) from err
-        self.log.info("Gemini batch %s succeeded", job.name)
-        return job.to_dict()
+        """Resume after the trigger fired: return the summary, or fail (or skip) with the event's message."""
+        return self._skip_if_soft(lambda: self._finish(BatchEvent.from_payload(event)))
 
     def on_kill(self) -> None:
         if self.cancel_on_kill:
-            self.log.info("Task killed: cancelling Gemini batch %s", self.batch_name)
-            self.hook.cancel_batch(self.batch_name)
+            cancel_best_effort(self.hook.cancel_batch, self.batch_name, self.log)
+
+    def _decider(self) -> PollDecider:
+        # One per sensor instance, so consecutive failures are counted across pokes (a rescheduled
+        # sensor starts a new count on each try).
+        if self._poll is None:
+            self._poll = PollDecider(
+                self.batch_name,
+                poll_interval=self.poke_interval,
+                max_failed_request_ratio=self.max_failed_request_ratio,
+            )
+        return self._poll
+
+    def _finish(self, event: BatchEvent) -> dict[str, Any]:
+        return finish_event(event, self.log, after_failure=AFTER_FAILURE)
+
+    def _skip_if_soft(self, finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        # What the base class's poke loop does with a failure, for the paths that bypass it.
+        try:
+            return finish()
+        except (AirflowFailException, AirflowSensorTimeout) as err:
+            if self.soft_fail or getattr(self, "never_fail", False):  # never_fail: Airflow 3.1+
+                raise AirflowSkipException(f"Skipping: {err}") from err
+            raise
 
 
-def finish_from_event(event: BatchEvent, log: Any) -> dict[str, Any]:
-    """Turn a trigger's event into the task's result, shared by the sensor and the create operator."""
-    if event.status is EventStatus.SUCCESS and event.job is not None:
-        log.info(event.message)
-        return event.job
-    if event.status is EventStatus.TIMEOUT:
-        raise AirflowSensorTimeout(event.message)
-    raise AirflowFailException(event.message)
+# A sensor only watches: the job it watches will not change, and a new one comes from the create task.
+AFTER_FAILURE = "the job has ended and will not change; clear the task that created it to submit a new job."

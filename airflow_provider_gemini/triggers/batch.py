@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from functools import cached_property
@@ -11,17 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_gemini.batch.errors import BatchJobError, is_transient
-from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
-from airflow_provider_gemini.batch.outcome import check_outcome
-from airflow_provider_gemini.batch.progress import ProgressLog
+from airflow_provider_gemini.batch.polling import PollDecider
 
 if TYPE_CHECKING:
-    from airflow_provider_gemini.batch.jobs import BatchJobInfo
+    from airflow_provider_gemini.batch.events import BatchEvent
     from airflow_provider_gemini.hooks.gemini import GeminiHook
-
-# Longest pause between polls while the API keeps failing transiently.
-MAX_BACKOFF_SECONDS = 300.0
 
 
 class GeminiBatchTrigger(BaseTrigger):
@@ -82,53 +75,24 @@ class GeminiBatchTrigger(BaseTrigger):
 
     async def wait(self) -> BatchEvent:
         """Poll until the job ends or the deadline passes; transient API trouble only slows the polls."""
-        progress = ProgressLog()
-        failures = 0
+        decider = PollDecider(
+            self.batch_name,
+            poll_interval=self.poll_interval,
+            deadline=self.deadline,
+            max_failed_request_ratio=self.max_failed_request_ratio,
+        )
         while True:
             try:
                 job = await self.hook.aget_batch(self.batch_name)
             except Exception as err:
-                if not is_transient(err):
-                    return self._event(
-                        EventStatus.ERROR, f"Could not read Gemini batch {self.batch_name}: {err}"
-                    )
-                failures += 1
-                pause = self._backoff(failures)
-                self.log.warning(
-                    "Reading %s failed (%s); polling again in %.1f s", self.batch_name, err, pause
-                )
+                decision = decider.on_error(err, time.time())
             else:
-                failures = 0
-                if line := progress.update(job):
-                    self.log.info(line)
-                if job.state.is_terminal:
-                    return self._finished(job)
-                pause = self.poll_interval
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    return self._event(
-                        EventStatus.TIMEOUT,
-                        f"Stopped waiting for Gemini batch {self.batch_name}: the timeout passed "
-                        "(the job may still be running)",
-                    )
-                pause = min(pause, remaining)
-            await asyncio.sleep(pause)
-
-    def _finished(self, job: BatchJobInfo) -> BatchEvent:
-        summary = job.to_dict()
-        try:
-            check_outcome(job, self.max_failed_request_ratio)
-        except BatchJobError as err:
-            return self._event(EventStatus.FAILURE, str(err), summary)
-        return self._event(EventStatus.SUCCESS, f"Gemini batch {job.name} succeeded", summary)
-
-    def _event(self, status: EventStatus, message: str, job: dict[str, Any] | None = None) -> BatchEvent:
-        return BatchEvent(status=status, batch_name=self.batch_name, message=message, job=job)
-
-    def _backoff(self, failures: int) -> float:
-        base = min(MAX_BACKOFF_SECONDS, self.poll_interval * 2 ** min(failures - 1, 8))
-        return base * random.uniform(0.5, 1.0)
+                decision = decider.on_job(job, time.time())
+            if decision.log:
+                (self.log.warning if decision.warning else self.log.info)(decision.log)
+            if decision.event is not None:
+                return decision.event
+            await asyncio.sleep(decision.seconds)
 
     async def on_kill(self) -> None:
         """Cancel the job when a user kills the deferred task.
@@ -139,4 +103,10 @@ class GeminiBatchTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         self.log.info("Task killed: cancelling Gemini batch %s", self.batch_name)
-        await self.hook.acancel_batch(self.batch_name)
+        # Best effort: a job that has just finished answers 400 FAILED_PRECONDITION.
+        try:
+            await self.hook.acancel_batch(self.batch_name)
+        except Exception as err:
+            self.log.warning(
+                "Could not cancel Gemini batch %s (it may have ended already): %s", self.batch_name, err
+            )
