@@ -475,7 +475,9 @@ async def embed_batch(request: Request, emu: Emulator, match: re.Match[str]) -> 
 async def batch_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     job = emu.job(match.group("id"))
     await emu.settle(job)
-    return emu.resource(job)
+    answer = emu.resource(job)
+    emu.state.clock.advance(emu.state.clock.step_per_get)
+    return answer
 
 
 async def batch_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
@@ -623,18 +625,21 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
     if action == "clock":
         if method == "POST":
             raw = await request.json()
-            unknown = set(raw) - {"frozen", "advance_seconds"}
+            unknown = set(raw) - {"frozen", "advance_seconds", "step_per_get"}
             if unknown:
                 return error_response(400, f"Unknown clock fields: {sorted(unknown)}")
             seconds = float(raw.get("advance_seconds") or 0)
-            if seconds < 0:
+            step = float(raw.get("step_per_get", state.clock.step_per_get) or 0)
+            if seconds < 0 or step < 0:
                 return error_response(400, "The emulator's clock only moves forward.")
             if raw.get("frozen") is True:
                 state.clock.freeze()
             elif raw.get("frozen") is False:
                 state.clock.unfreeze()
             state.clock.advance(seconds)
-        return JSONResponse({"now": state.clock.now(), "frozen": state.clock.frozen})
+            state.clock.step_per_get = step
+        clock = state.clock
+        return JSONResponse({"now": clock.now(), "frozen": clock.frozen, "step_per_get": clock.step_per_get})
     if action == "config":
         if method == "POST":
             updates = await request.json()

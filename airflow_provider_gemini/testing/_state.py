@@ -70,11 +70,14 @@ class Clock:
     """The emulator's time: real time (plus any advance) by default; frozen, it moves only when advanced.
 
     Tests freeze it, then step it past a job's ``pending_seconds``/``running_seconds``/``expire_seconds``,
-    so no test waits on a real-time window and a loaded machine cannot miss one.
+    so no test waits on a real-time window and a loaded machine cannot miss one. With ``step_per_get``,
+    every batch GET moves it that far after answering: a job then ends after a set number of polls,
+    which suits code (a DAG run, a trigger) that the test cannot pause between two polls.
     """
 
     offset: float = 0.0  # seconds added to real time by advance() while running
     frozen_at: float | None = None
+    step_per_get: float = 0.0
 
     def now(self) -> float:
         return self.frozen_at if self.frozen_at is not None else time.time() + self.offset

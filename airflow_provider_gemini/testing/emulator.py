@@ -17,6 +17,9 @@ never race the machine's load::
     emulator.advance(60)                               # POST /_emulator/clock {"advance_seconds": 60}
     ...                                                # now it has SUCCEEDED
 
+``emulator.freeze(step_per_get=10)`` also moves the clock 10 s after each batch GET it answers, so with
+``running_seconds=30`` a job is seen RUNNING by three polls and ended by the fourth, at any speed.
+
 Job states, progress, timestamps and cache expiry follow this clock; ``latency_seconds`` and fault
 delays stay real waits, since they exist to exercise the client's own timeouts. ``reset()`` restores
 real time.
@@ -61,9 +64,13 @@ class EmulatorClient:
         """Calls received per operation, and how many jobs and files were really created."""
         return self._call("GET", "stats")
 
-    def freeze(self) -> float:
-        """Stop the emulator's clock: jobs stay in their state until :meth:`advance`. Returns its time."""
-        return self._call("POST", "clock", {"frozen": True})["now"]
+    def freeze(self, step_per_get: float = 0.0) -> float:
+        """Stop the emulator's clock: jobs stay in their state until :meth:`advance`. Returns its time.
+
+        :param step_per_get: move the clock this many seconds after answering each batch GET, so a job
+            ends after a set number of polls (for a DAG run or trigger the test cannot pause).
+        """
+        return self._call("POST", "clock", {"frozen": True, "step_per_get": step_per_get})["now"]
 
     def unfreeze(self) -> float:
         """Let the emulator's clock run with real time again, from where it stood. Returns its time."""
@@ -74,7 +81,7 @@ class EmulatorClient:
         return self._call("POST", "clock", {"advance_seconds": seconds})["now"]
 
     def clock(self) -> dict[str, Any]:
-        """The emulator's time (epoch seconds) and whether it is frozen: ``{"now": ..., "frozen": ...}``."""
+        """The emulator's time (epoch seconds), whether it is frozen, and its ``step_per_get``."""
         return self._call("GET", "clock")
 
     def configure(self, **settings: Any) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_a_frozen_clock_holds_jobs_until_advanced_and_reset_restores_real_time(g
     created = raw_get(gemini_emulator, job.name)["metadata"]
     assert created["createTime"] == _iso(frozen_at)
     time.sleep(0.05)  # real time passes; the emulator's does not
-    assert gemini_emulator.clock() == {"now": frozen_at, "frozen": True}
+    assert gemini_emulator.clock() == {"now": frozen_at, "frozen": True, "step_per_get": 0.0}
     assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
     assert gemini_emulator.advance(29.9) == pytest.approx(frozen_at + 29.9)
     assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
@@ -88,6 +88,15 @@ def test_a_frozen_clock_holds_jobs_until_advanced_and_reset_restores_real_time(g
     gemini_emulator.reset()
     assert gemini_emulator.clock()["frozen"] is False
     assert gemini_emulator.clock()["now"] == pytest.approx(time.time(), abs=5)
+
+
+def test_a_clock_stepped_per_get_ends_a_job_after_a_set_number_of_polls(gemini_emulator):
+    gemini_emulator.freeze(step_per_get=10)
+    gemini_emulator.configure(pending_seconds=10, running_seconds=20)
+    client = client_for(gemini_emulator)
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    seen = [client.batches.get(name=job.name).state.name for _ in range(4)]
+    assert seen == ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
 
 
 def test_an_advanced_running_clock_keeps_running_from_there(gemini_emulator):
