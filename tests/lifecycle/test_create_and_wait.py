@@ -36,8 +36,9 @@ def trigger_spy(monkeypatch):
 
 
 def test_create_then_deferred_sensor_succeeds(gemini_emulator, trigger_spy, capfd):
-    # Long enough that the sensor finds the job running and defers, however slowly it starts.
-    gemini_emulator.configure(pending_seconds=0.5, running_seconds=4.0)
+    # Three polls see the job running: the sensor finds it running and defers, however slowly it starts.
+    gemini_emulator.freeze(step_per_get=10)
+    gemini_emulator.configure(pending_seconds=10, running_seconds=30)
     source = create_and_wait(
         "lc_happy", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": True, "poke_interval": 0.2}
     )
@@ -59,7 +60,8 @@ def test_create_then_deferred_sensor_succeeds(gemini_emulator, trigger_spy, capf
 
 
 def test_poke_mode_sensor_succeeds_without_the_triggerer(gemini_emulator, trigger_spy):
-    gemini_emulator.configure(running_seconds=0.5)
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=30)
     source = create_and_wait(
         "lc_poke", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": False, "poke_interval": 0.2}
     )
@@ -69,7 +71,8 @@ def test_poke_mode_sensor_succeeds_without_the_triggerer(gemini_emulator, trigge
 
 
 def test_create_can_wait_itself_deferred(gemini_emulator, trigger_spy):
-    gemini_emulator.configure(running_seconds=1.0)
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=30)
     kwargs = {**RECORD_INPUT, "wait_for_completion": True, "deferrable": True, "poll_interval": 0.2}
     dag_run = run_dag("lc_create_waits", create_and_wait("lc_create_waits", create_kwargs=kwargs))
     assert task_states(dag_run) == {"create": "success"}

@@ -28,7 +28,8 @@ RECORD_INPUT = {"records": RECORDS, "prompt_template": "Describe {name}.", "key_
 def test_failed_and_expired_jobs_fail_the_sensor_with_the_jobs_text(
     gemini_emulator, capfd, deferrable, outcome, error, expected
 ):
-    gemini_emulator.configure(running_seconds=0.6, job_outcome=outcome, job_error=error)
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=30, job_outcome=outcome, job_error=error)
     dag_id = f"lc_end_{outcome.lower()}_{deferrable}"
     source = create_and_wait(
         dag_id, create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": deferrable, "poke_interval": 0.2}
@@ -84,8 +85,9 @@ def test_partial_request_failures_are_judged_by_the_ratio(gemini_emulator, capfd
 
 
 def test_waits_survive_a_third_of_gets_failing(gemini_emulator):
-    # Long enough that both sensors poll a running job, however slowly the create task starts.
-    gemini_emulator.configure(running_seconds=3.0)
+    # Six answered polls see the job running (failed GETs do not move the clock).
+    gemini_emulator.freeze(step_per_get=10)
+    gemini_emulator.configure(running_seconds=60)
     gemini_emulator.add_fault(operations=["gets"], status=503, rate=0.3)
     source = f"""
 import datetime
@@ -113,7 +115,8 @@ the_dag()
 
 
 def test_soft_fail_skips_instead_of_failing(gemini_emulator):
-    gemini_emulator.configure(running_seconds=0.3, job_outcome="FAILED", job_error="broken")
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=30, job_outcome="FAILED", job_error="broken")
     source = create_and_wait(
         "lc_soft_fail",
         create_kwargs=RECORD_INPUT,
@@ -123,7 +126,8 @@ def test_soft_fail_skips_instead_of_failing(gemini_emulator):
 
 
 def test_reschedule_mode_waits_without_holding_a_slot(gemini_emulator):
-    gemini_emulator.configure(running_seconds=1.0)
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=30)
     source = create_and_wait(
         "lc_reschedule",
         create_kwargs=RECORD_INPUT,

@@ -85,7 +85,8 @@ def test_retry_after_crash_before_recording_finds_the_job(gemini_emulator):
 
 
 async def test_trigger_rebuilt_from_serialize_mid_wait_keeps_the_one_job(gemini_emulator, gemini_connection):
-    gemini_emulator.configure(running_seconds=1.5)
+    gemini_emulator.freeze()  # running until the rebuilt trigger starts, however long the first polls
+    gemini_emulator.configure(running_seconds=30)
     job = GeminiHook().create_batch(
         model="gemini-2.5-flash",
         display_name="restart",
@@ -95,6 +96,7 @@ async def test_trigger_rebuilt_from_serialize_mid_wait_keeps_the_one_job(gemini_
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(first.run().__anext__(), timeout=0.5)  # the triggerer goes away
 
+    gemini_emulator.advance(30)
     classpath, kwargs = first.serialize()
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)

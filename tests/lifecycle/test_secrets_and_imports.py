@@ -28,8 +28,9 @@ def test_api_key_reaches_no_log_xcom_rendered_field_trigger_or_error(gemini_emul
         return result
 
     monkeypatch.setattr(GeminiBatchTrigger, "serialize", serialize)
-    # Running long enough that the sensor defers (its trigger is serialized), however slowly it starts.
-    gemini_emulator.configure(running_seconds=3.0, failed_key_pattern="^p1$")
+    # Three polls see the job running: the sensor defers (its trigger is serialized) at any speed.
+    gemini_emulator.freeze(step_per_get=10)
+    gemini_emulator.configure(running_seconds=30, failed_key_pattern="^p1$")
     source = create_and_wait(
         "sec_run", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": True, "poke_interval": 0.2}
     )

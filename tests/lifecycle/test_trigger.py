@@ -19,7 +19,8 @@ def new_job(name="t"):
 
 
 async def test_outlives_errors_beyond_the_sdk_retries(gemini_emulator):
-    gemini_emulator.configure(running_seconds=0.5)
+    gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
+    gemini_emulator.configure(running_seconds=20)
     job = new_job()
     gemini_emulator.add_fault(operations=["gets"], status=503, count=12)  # more than 5 attempts twice over
     event = await GeminiBatchTrigger(batch_name=job.name, poll_interval=0.05).wait()
