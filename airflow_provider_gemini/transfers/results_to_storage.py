@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gemini._compat import iter_lines
+from airflow_provider_gemini._compat import AirflowFailException, iter_lines
 from airflow_provider_gemini.batch._block_scan import preload_numpy, wait_for_numpy
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
@@ -126,9 +126,16 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if not self.overwrite and destination.exists():
             raise FileExistsError(f"{destination} exists and overwrite=False")
         job = self.hook.get_batch(self.batch_name)
+        if job.state.is_terminal and job.state is not BatchState.SUCCEEDED:
+            raise AirflowFailException(
+                f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store. "
+                "Failing without retry: the job has ended and will not change; clear the task that "
+                "created it to submit a new job."
+            )
         if job.state is not BatchState.SUCCEEDED:
             raise BatchJobError(
-                f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store",
+                f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store "
+                "yet. A retry looks again; wait for the job first (GeminiBatchSensor).",
                 batch_name=job.name,
                 state=job.state.value,
             )
@@ -159,7 +166,13 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         for outlet in self.outlets:
             if events is not None and getattr(outlet, "uri", None) == manifest["destination"]:
                 events[outlet].extra = {k: manifest[k] for k in ("rows", "failed", "batch_name")}
-        builder.check(self.max_failed_request_ratio)  # after the outputs are written, on purpose
+        try:
+            builder.check(self.max_failed_request_ratio)  # after the outputs are written, on purpose
+        except BatchJobError as err:
+            raise AirflowFailException(
+                f"Gemini batch {job.name}: {err}. The outputs are written; failing without retry, since a "
+                "retry would download the same results and fail the same way."
+            ) from err
         return manifest
 
     # -- reading -------------------------------------------------------------------------------
