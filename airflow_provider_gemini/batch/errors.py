@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import ssl
+import urllib.error
+
 
 class GeminiBatchError(Exception):
     """Base class of every error this provider raises on purpose."""
@@ -69,13 +73,24 @@ _TRANSIENT_CLASS_NAMES = frozenset(
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for failures a later poll may not meet: throttling, server errors, network trouble."""
+    """True for failures a later try may not meet: throttling, server errors, network trouble.
+
+    The one classifier for every wait (``batch.polling``) and for resuming result downloads. A refused
+    certificate is not transient: it will be refused again.
+    """
     if isinstance(error, GeminiApiError):
         return error.code in TRANSIENT_HTTP_CODES
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in TRANSIENT_HTTP_CODES
+    if isinstance(error, urllib.error.URLError):
+        # urllib wraps what went wrong reaching the host (refused, reset, DNS, TLS) in ``reason``.
+        return not isinstance(error.reason, ssl.SSLCertVerificationError)
     code = getattr(error, "code", None)
     if isinstance(code, int) and code in TRANSIENT_HTTP_CODES:
         return True
-    if isinstance(error, (ConnectionError, TimeoutError)):
+    if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError, http.client.HTTPException)):
         return True
     # httpx and aiohttp errors, recognised by name so this module imports neither.
     return any(cls.__name__ in _TRANSIENT_CLASS_NAMES for cls in type(error).__mro__)

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from airflow_provider_gemini.batch.errors import TRANSIENT_HTTP_CODES, GeminiApiError, ResultsDownloadError
+from airflow_provider_gemini.batch.errors import GeminiApiError, ResultsDownloadError, is_transient
 
 READ_SIZE = 1 << 20
 CREDENTIAL_HEADERS = ("x-goog-api-key", "authorization")
@@ -83,7 +83,7 @@ def stream_blocks(
             return
         except (OSError, http.client.HTTPException, GeminiApiError) as err:
             failures += 1
-            if not _transient(err):
+            if not is_transient(err):
                 raise
             if failures >= attempts:
                 total = f" of {expected}" if expected is not None else ""
@@ -144,14 +144,6 @@ def _discard(response: http.client.HTTPResponse, count: int, view: memoryview) -
         if not size:
             raise _ShortBody(f"the connection closed {count} bytes before the resume point")
         count -= size
-
-
-def _transient(err: BaseException) -> bool:
-    """Server trouble (429, 5xx) and network trouble; not a refused certificate or a client error."""
-    if isinstance(err, GeminiApiError):
-        return err.code in TRANSIENT_HTTP_CODES
-    reason = getattr(err, "reason", err)  # urllib wraps what went wrong in URLError.reason
-    return not isinstance(reason, ssl.SSLCertVerificationError)
 
 
 def _api_error(code: int, reason: object, body: bytes, name: str) -> GeminiApiError:

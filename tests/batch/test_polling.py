@@ -1,8 +1,13 @@
 """The one poll decision: what every wait does with a job, an error and the time."""
 
+import http.client
+import socket
+import ssl
+import urllib.error
+
 import pytest
 
-from airflow_provider_gemini.batch.errors import GeminiApiError
+from airflow_provider_gemini.batch.errors import GeminiApiError, is_transient
 from airflow_provider_gemini.batch.events import BatchEvent, BatchEventError, EventStatus
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchStats
 from airflow_provider_gemini.batch.polling import Action, PollDecider
@@ -131,3 +136,23 @@ def test_every_status_the_decider_fires_reads_back():
     for status in EventStatus:
         event = BatchEvent(status=status, batch_name=NAME, message="m", job={"state": "SUCCEEDED"})
         assert BatchEvent.from_payload(event.to_payload()) == event
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (urllib.error.URLError(ConnectionRefusedError("refused")), True),
+        (urllib.error.URLError(socket.gaierror("no such host")), True),
+        (urllib.error.URLError(ssl.SSLCertVerificationError("bad certificate")), False),
+        (ssl.SSLCertVerificationError("bad certificate"), False),
+        (ssl.SSLEOFError("eof"), True),
+        (http.client.IncompleteRead(b"x", 10), True),
+        (TimeoutError("slow"), True),
+        (GeminiApiError("busy", code=503), True),
+        (GeminiApiError("denied", code=403), False),
+        (KeyError("x"), False),
+    ],
+)
+def test_one_classifier_serves_the_polls_and_the_downloads(error, transient):
+    assert is_transient(error) is transient
+    assert _decider().on_error(error, now=0).action is (Action.WAIT if transient else Action.GIVE_UP)
