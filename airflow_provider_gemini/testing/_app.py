@@ -102,11 +102,22 @@ class BodyStream:
         self.cut_after = cut_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A client that goes away mid-body (a killed transfer) must not leave the stream running on
+        # (with a chunk delay, for minutes), which would also hold up the server's shutdown.
+        gone = asyncio.create_task(_disconnected(receive))
+        try:
+            await self._send(send, gone)
+        finally:
+            gone.cancel()
+
+    async def _send(self, send: Send, gone: asyncio.Task[None]) -> None:
         headers = [(b"content-length", str(self.length).encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         sent = 0
         async for chunk in self.body_iter:
+            if gone.done():
+                return
             if self.cut_after is not None:
                 chunk = chunk[: max(0, self.cut_after - sent)]
             if chunk:
@@ -115,6 +126,11 @@ class BodyStream:
             if self.cut_after is not None and sent >= self.cut_after:
                 raise EmulatedDrop("emulated dropped connection")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class Emulator:
