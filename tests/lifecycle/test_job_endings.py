@@ -127,7 +127,7 @@ def test_soft_fail_skips_instead_of_failing(gemini_emulator):
 
 def test_reschedule_mode_waits_without_holding_a_slot(gemini_emulator):
     gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
-    gemini_emulator.configure(running_seconds=30)
+    gemini_emulator.configure(running_seconds=20)
     source = create_and_wait(
         "lc_reschedule",
         create_kwargs=RECORD_INPUT,

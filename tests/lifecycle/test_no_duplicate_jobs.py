@@ -30,7 +30,8 @@ class CrashAfterSubmit(GeminiBatchCreateOperator):
 
 
 def test_cleared_and_rerun_create_task_reattaches(gemini_emulator):
-    gemini_emulator.configure(running_seconds=60)  # still running when the task runs again
+    gemini_emulator.freeze()  # still running when the task runs again, however long that takes
+    gemini_emulator.configure(running_seconds=60)
     source = create_and_wait("nd_clear", create_kwargs=RECORD_INPUT)
     first = run_dag("nd_clear", source, logical_date=DAY)
     second = run_dag("nd_clear", logical_date=DAY)  # dag.test clears the same run and runs it again
@@ -68,6 +69,7 @@ def test_force_rerun_submits_anew_on_purpose(gemini_emulator):
 
 
 def test_retry_after_crash_before_recording_finds_the_job(gemini_emulator):
+    gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     source = create_and_wait(
         "nd_crash",

@@ -36,6 +36,7 @@ async def test_gives_up_on_an_error_that_will_not_pass(gemini_emulator):
 
 
 async def test_deadline_gives_a_timeout_event(gemini_emulator):
+    gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     job = new_job()
     event = await GeminiBatchTrigger(
@@ -46,6 +47,7 @@ async def test_deadline_gives_a_timeout_event(gemini_emulator):
 
 
 async def test_on_kill_cancels_only_when_asked(gemini_emulator):
+    gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     job = new_job()
     await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=False).on_kill()

@@ -94,6 +94,7 @@ def test_list_pages_through_every_job(gemini_emulator):
 
 
 def test_cancel_then_delete(gemini_emulator):
+    gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     client = client_for(gemini_emulator)
     job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
@@ -128,6 +129,7 @@ async def test_async_sdk_full_cycle(gemini_emulator):
     data = await aio.files.download(file=job.dest.file_name)
     assert data.count(b"\n") == 4
 
+    gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     live = await aio.batches.create(
         model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}]
