@@ -86,6 +86,19 @@ class PollDecider:
             initial=poll_interval, max=max(max_backoff, poll_interval), jitter=poll_interval
         )
 
+    def observe(self, outcome: BatchJobInfo | BaseException, now: float, log: Any) -> PollDecision:
+        """One poll's outcome (the job, or what reading it raised) in, the decision out.
+
+        The decision's line goes to ``log`` (a warning for trouble), so every loop reports alike.
+        """
+        if isinstance(outcome, BaseException):
+            decision = self.on_error(outcome, now)
+        else:
+            decision = self.on_job(outcome, now)
+        if decision.log:
+            (log.warning if decision.warning else log.info)(decision.log)
+        return decision
+
     def on_job(self, job: BatchJobInfo, now: float) -> PollDecision:
         """The job was read: done if it ended, else wait (or give up when the deadline passed)."""
         self.failures = 0

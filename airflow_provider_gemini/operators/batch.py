@@ -379,13 +379,10 @@ class GeminiBatchCreateOperator(BaseOperator):
         while decision.event is None:
             time.sleep(decision.seconds)
             try:
-                job = self.hook.get_batch(job.name)
+                outcome: BatchJobInfo | Exception = self.hook.get_batch(job.name)
             except Exception as err:
-                decision = decider.on_error(err, time.time())
-            else:
-                decision = decider.on_job(job, time.time())
-            if decision.log:
-                (self.log.warning if decision.warning else self.log.info)(decision.log)
+                outcome = err
+            decision = decider.observe(outcome, time.time(), self.log)
         summary = finish_event(decision.event, self.log, after_failure=AFTER_FAILURE)
         return {**result, "state": summary["state"], "job": summary}
 

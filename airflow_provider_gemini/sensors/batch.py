@@ -20,6 +20,7 @@ from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+    from airflow_provider_gemini.batch.jobs import BatchJobInfo
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 
@@ -94,13 +95,10 @@ class GeminiBatchSensor(BaseSensorOperator):
         # says whether this poke ended the wait, and lets a passing API fault cost one poke, not the task.
         decider = self._decider()
         try:
-            job = self.hook.get_batch(self.batch_name)
+            outcome: BatchJobInfo | Exception = self.hook.get_batch(self.batch_name)
         except Exception as err:
-            decision = decider.on_error(err, time.time())
-        else:
-            decision = decider.on_job(job, time.time())
-        if decision.log:
-            (self.log.warning if decision.warning else self.log.info)(decision.log)
+            outcome = err
+        decision = decider.observe(outcome, time.time(), self.log)
         if decision.event is None:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(decision.event))

@@ -14,6 +14,7 @@ from airflow_provider_gemini.batch.polling import PollDecider
 
 if TYPE_CHECKING:
     from airflow_provider_gemini.batch.events import BatchEvent
+    from airflow_provider_gemini.batch.jobs import BatchJobInfo
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 
@@ -83,13 +84,10 @@ class GeminiBatchTrigger(BaseTrigger):
         )
         while True:
             try:
-                job = await self.hook.aget_batch(self.batch_name)
+                outcome: BatchJobInfo | Exception = await self.hook.aget_batch(self.batch_name)
             except Exception as err:
-                decision = decider.on_error(err, time.time())
-            else:
-                decision = decider.on_job(job, time.time())
-            if decision.log:
-                (self.log.warning if decision.warning else self.log.info)(decision.log)
+                outcome = err
+            decision = decider.observe(outcome, time.time(), self.log)
             if decision.event is not None:
                 return decision.event
             await asyncio.sleep(decision.seconds)

@@ -54,6 +54,26 @@ def test_the_ratio_lets_a_few_failed_requests_through():
     assert decision.event.status is EventStatus.SUCCESS
 
 
+def test_observe_decides_on_a_job_or_an_error_and_logs_the_line_at_its_level():
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, line):
+            self.lines.append(("info", line))
+
+        def warning(self, line):
+            self.lines.append(("warning", line))
+
+    log, decider = Log(), _decider()
+    assert decider.observe(_job(BatchState.RUNNING, 4, 1), 0, log).action is Action.WAIT
+    assert decider.observe(GeminiApiError("busy", code=503), 10, log).action is Action.WAIT
+    assert decider.observe(_job(BatchState.RUNNING, 4, 1), 20, log).log is None  # no news: no line
+    assert decider.observe(_job(BatchState.SUCCEEDED, 4, 4), 30, log).action is Action.DONE
+    assert [level for level, _ in log.lines] == ["info", "warning", "info"]
+    assert "failed (busy)" in log.lines[1][1]
+
+
 def test_transient_errors_back_off_exponentially_with_a_cap():
     decider = _decider(max_backoff=50.0, max_consecutive_failures=100)
     pauses = [decider.on_error(GeminiApiError("busy", code=503), now=0).seconds for _ in range(8)]
