@@ -30,7 +30,7 @@ WORK_DIR = "{{ var.value.get('gemini_sharded_dir', '/tmp/gemini-sharded') }}/{{ 
 def gemini_batch_sharded():
     @task
     def split(source: str, work_dir: str) -> list[str]:
-        from airflow_provider_gemini.batch.sharding import split_requests_file
+        from airflow_provider_gemini.storage import split_requests_file
 
         shards = split_requests_file(source, f"{work_dir}/shards", max_rows=MAX_ROWS_PER_JOB)
         print(f"{len(shards)} shards: " + ", ".join(f"{s.rows} rows" for s in shards))

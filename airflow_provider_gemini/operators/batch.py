@@ -24,6 +24,7 @@ from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.polling import PollDecider
 from airflow_provider_gemini.endings import cancel_best_effort, finish_event
 from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
+from airflow_provider_gemini.storage import storage_path
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 
 if TYPE_CHECKING:
@@ -270,11 +271,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         return prepared
 
     def _read_lines(self) -> Iterator[bytes]:
-        from airflow.sdk import ObjectStoragePath
-
-        path = self.input_path
-        if not isinstance(path, ObjectStoragePath):
-            path = ObjectStoragePath(str(path), conn_id=self.input_conn_id)
+        path = storage_path(self.input_path, self.input_conn_id)
         if not path.exists():
             raise BatchInputError("no such file", source=str(self.input_path))
         with path.open("rb") as handle:

@@ -1,4 +1,5 @@
-"""Splitting inputs into shards and adding up manifests: pure logic on local files."""
+"""Splitting inputs into shards (the pure grouping, and shard files written through storage) and
+adding up manifests, on local files."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import pytest
 
-from airflow_provider_gemini.batch.sharding import split_records, split_requests_file, sum_manifests
+from airflow_provider_gemini.batch.sharding import split_records, sum_manifests
+from airflow_provider_gemini.storage import split_requests_file
 
 
 def write_requests(path, count: int, text: str = "hi") -> list[bytes]:
@@ -87,3 +89,30 @@ def test_an_unknown_cost_makes_the_total_unknown_and_says_why():
     summary = sum_manifests([manifest(4, 0, 30, 0.25), manifest(2, 0, 12, None, note="no price for x")])
     assert summary["cost"]["batch"] is None
     assert summary["cost"]["note"] == "no price for x"
+
+
+def test_the_core_imports_nothing_from_airflow():
+    """``batch/`` is the pure core: no module in it imports Airflow, at the top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    import airflow_provider_gemini.batch as core
+
+    found = []
+    files = sorted(Path(core.__path__[0]).glob("*.py"))
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            found += [
+                f"{path.name}:{node.lineno} {n}"
+                for n in names
+                if n.split(".")[0] == "airflow"  # Airflow itself, or our modules outside the core
+                or (n.startswith("airflow_provider_gemini") and not n.startswith(core.__name__))
+            ]
+    assert len(files) > 10
+    assert found == []
