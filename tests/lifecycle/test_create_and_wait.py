@@ -5,34 +5,12 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
-from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
-from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 from tests.airflow_helpers import run_dag, task_states, xcom_values
 from tests.lifecycle.dag_sources import RECORDS, create_and_wait
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
 
 RECORD_INPUT = {"records": RECORDS, "prompt_template": "Describe {name} in one line.", "key_field": "id"}
-
-
-@pytest.fixture
-def trigger_spy(monkeypatch):
-    """Counts trigger runs and deferred resumptions; the real methods still do the work."""
-    calls = {"trigger_runs": 0, "sensor_resumed": 0}
-    real_run = GeminiBatchTrigger.run
-    real_complete = GeminiBatchSensor.execute_complete
-
-    def run(self):
-        calls["trigger_runs"] += 1
-        return real_run(self)
-
-    def execute_complete(self, context, event):
-        calls["sensor_resumed"] += 1
-        return real_complete(self, context, event)
-
-    monkeypatch.setattr(GeminiBatchTrigger, "run", run)
-    monkeypatch.setattr(GeminiBatchSensor, "execute_complete", execute_complete)
-    return calls
 
 
 def test_create_then_deferred_sensor_succeeds(gemini_emulator, trigger_spy, capfd):

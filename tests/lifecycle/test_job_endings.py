@@ -26,7 +26,7 @@ RECORD_INPUT = {"records": RECORDS, "prompt_template": "Describe {name}.", "key_
     ],
 )
 def test_failed_and_expired_jobs_fail_the_sensor_with_the_jobs_text(
-    gemini_emulator, capfd, deferrable, outcome, error, expected
+    gemini_emulator, capfd, trigger_spy, deferrable, outcome, error, expected
 ):
     gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
     gemini_emulator.configure(running_seconds=30, job_outcome=outcome, job_error=error)
@@ -38,17 +38,20 @@ def test_failed_and_expired_jobs_fail_the_sensor_with_the_jobs_text(
     assert task_states(dag_run) == {"create": "success", "wait": "failed"}
     captured = capfd.readouterr()
     assert expected in captured.out + captured.err
+    # The deferred variant ended in the triggerer: the trigger ran and its event was handled.
+    handled = 1 if deferrable else 0
+    assert trigger_spy == {"trigger_runs": handled, "sensor_resumed": handled}
 
 
-def test_cancelled_job_fails_the_sensor(gemini_emulator, capfd):
-    gemini_emulator.configure(running_seconds=30)
-    hook = GeminiHook()
-    job = hook.create_batch(
+def test_cancelled_job_fails_the_deferred_sensor(gemini_emulator, capfd, trigger_spy):
+    # Seen running first (the sensor defers), then cancelled while the trigger polls.
+    gemini_emulator.freeze(step_per_get=10)
+    gemini_emulator.configure(running_seconds=30, job_outcome="CANCELLED")
+    job = GeminiHook().create_batch(
         model="gemini-2.5-flash",
         display_name="to-cancel",
         inline_requests=[{"request": {"contents": [{"parts": [{"text": "hi"}]}]}, "metadata": {"key": "a"}}],
     )
-    hook.cancel_batch(job.name)
     source = f"""
 import datetime
 from airflow.sdk import dag
@@ -64,11 +67,15 @@ the_dag()
     assert task_states(dag_run) == {"wait": "failed"}
     captured = capfd.readouterr()
     assert f"Gemini batch {job.name} was cancelled" in captured.out + captured.err
+    assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
 @pytest.mark.parametrize(("ratio", "expected_state"), [(0.0, "failed"), (0.5, "success")])
-def test_partial_request_failures_are_judged_by_the_ratio(gemini_emulator, capfd, ratio, expected_state):
-    gemini_emulator.configure(failed_key_pattern="^p[12]$")  # 2 of 5 requests fail
+def test_partial_request_failures_are_judged_by_the_ratio(
+    gemini_emulator, capfd, trigger_spy, ratio, expected_state
+):
+    gemini_emulator.freeze(step_per_get=10)  # seen running first: the sensor defers
+    gemini_emulator.configure(running_seconds=30, failed_key_pattern="^p[12]$")  # 2 of 5 requests fail
     dag_id = f"lc_partial_{expected_state}"
     source = create_and_wait(
         dag_id,
@@ -82,9 +89,10 @@ def test_partial_request_failures_are_judged_by_the_ratio(gemini_emulator, capfd
         assert "2 of 5 requests failed (40.0%)" in captured.out + captured.err
     else:
         assert xcom_values(dag_id, dag_run.run_id)[("wait", "return_value")]["stats"]["failed"] == 2
+    assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
-def test_waits_survive_a_third_of_gets_failing(gemini_emulator):
+def test_waits_survive_a_third_of_gets_failing(gemini_emulator, trigger_spy):
     # Six answered polls see the job running (failed GETs do not move the clock).
     gemini_emulator.freeze(step_per_get=10)
     gemini_emulator.configure(running_seconds=60)
@@ -112,9 +120,10 @@ the_dag()
     stats = gemini_emulator.stats()
     assert stats["jobs_created"] == 1
     assert stats["calls"]["gets"] > 5  # the faults were really met
+    assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}  # only "deferred" went through one
 
 
-def test_soft_fail_skips_instead_of_failing(gemini_emulator):
+def test_soft_fail_skips_a_job_that_fails_while_deferred(gemini_emulator, trigger_spy):
     gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
     gemini_emulator.configure(running_seconds=30, job_outcome="FAILED", job_error="broken")
     source = create_and_wait(
@@ -123,6 +132,7 @@ def test_soft_fail_skips_instead_of_failing(gemini_emulator):
         sensor_kwargs={"deferrable": True, "poke_interval": 0.1, "soft_fail": True},
     )
     assert task_states(run_dag("lc_soft_fail", source)) == {"create": "success", "wait": "skipped"}
+    assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
 def test_reschedule_mode_waits_without_holding_a_slot(gemini_emulator):
