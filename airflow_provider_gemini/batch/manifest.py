@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_gemini.batch.errors import BatchJobError
 from airflow_provider_gemini.batch.pricing import estimate_cost
-from airflow_provider_gemini.batch.results import BlockSummary, ResultRow
+from airflow_provider_gemini.batch.results import ResultRow
 
 SAMPLE = 20
 
@@ -42,33 +42,31 @@ class ManifestBuilder:
         self.tokens = {"prompt": 0, "output": 0, "cached": 0, "total": 0}
 
     def add(self, row: ResultRow) -> None:
+        self.add_rows((row,))
+
+    def add_rows(self, rows: Sequence[ResultRow]) -> None:
+        """Count rows (a block of them at a time: summed in a few passes rather than row by row)."""
         # Keys are only remembered when there are expected ones to check them against: a set of
         # millions of keys would make memory grow with the file.
         if self.expected is not None:
-            if row.key in self.seen:
-                self.duplicates += 1
-                return
-            self.seen.add(row.key)
-        self.rows += 1
-        if row.succeeded:
-            self.succeeded += 1
-        else:
-            self.failed += 1
-        if self.expected is not None and row.key not in self.expected:
-            self.unexpected.append(row.key)
-        self.tokens["prompt"] += row.prompt_tokens
-        self.tokens["output"] += row.output_tokens
-        self.tokens["cached"] += row.cached_tokens
-        self.tokens["total"] += row.total_tokens
-
-    def add_summary(self, summary: BlockSummary) -> None:
-        """Count a block's succeeded lines (its failed lines are added one by one as rows)."""
-        self.rows += summary.succeeded
-        self.succeeded += summary.succeeded
-        self.tokens["prompt"] += summary.prompt_tokens
-        self.tokens["output"] += summary.output_tokens
-        self.tokens["cached"] += summary.cached_tokens
-        self.tokens["total"] += summary.total_tokens
+            kept = []
+            for row in rows:
+                if row.key in self.seen:
+                    self.duplicates += 1
+                    continue
+                self.seen.add(row.key)
+                if row.key not in self.expected:
+                    self.unexpected.append(row.key)
+                kept.append(row)
+            rows = kept
+        failed = sum(1 for row in rows if row.error is not None)
+        self.rows += len(rows)
+        self.failed += failed
+        self.succeeded += len(rows) - failed
+        self.tokens["prompt"] += sum(row.prompt_tokens for row in rows)
+        self.tokens["output"] += sum(row.output_tokens for row in rows)
+        self.tokens["cached"] += sum(row.cached_tokens for row in rows)
+        self.tokens["total"] += sum(row.total_tokens for row in rows)
 
     @property
     def missing_keys(self) -> list[str]:

@@ -1,8 +1,13 @@
-"""Result lines to flat rows: one per request, ready for a warehouse.
+"""Result lines to rows: one typed decoder for every output format and for the manifest.
 
 A result line is ``{"key", "response": GenerateContentResponse}`` or, for a request that failed,
 ``{"key", "error" | "status": {"code", "message", "status"}}``. Inline results carry the key in
-``metadata``. Both spellings of every field (camelCase and snake_case) are read.
+``metadata``. Both spellings of every field read here (camelCase and snake_case) are declared.
+
+Each line is decoded by msgspec into the small structures below, which name only what a row or the
+manifest uses; the rest of a line is skipped in C. A candidate's content (the answer's text) is kept
+as raw JSON and decoded only when a row needs its text: the ``jsonl`` passthrough never does, yet it
+counts every line exactly as the flat formats do, because both go through ``_row``.
 """
 
 from __future__ import annotations
@@ -10,12 +15,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_gemini.batch._block_scan import TOKEN_NAMES, scan_block
+import msgspec
+
 from airflow_provider_gemini.batch.errors import ResultsFormatError
-from airflow_provider_gemini.batch.wire import field
 
 FLAT_COLUMNS = (
     "key",
@@ -29,31 +33,74 @@ FLAT_COLUMNS = (
 )
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
-# For the passthrough: what the manifest needs, counted over whole blocks with C-speed byte searches.
-# A quote that starts a JSON key is never escaped, so these names only match real keys; they appear
-# only in usageMetadata.
-_USAGE = re.compile(rb'"usageMetadata"\s*:\s*\{([^{}]*)\}')
-_TOKEN_COUNTS = {
-    name: re.compile(rb'"' + name.encode() + rb'"\s*:\s*"?(\d+)')
-    for name in (
-        "promptTokenCount",
-        "candidatesTokenCount",
-        "thoughtsTokenCount",
-        "cachedContentTokenCount",
-        "totalTokenCount",
-    )
-}
+
+# What is read of a line. Decoded JSON holds no reference cycles, hence gc=False (faster to allocate).
+class _Usage(msgspec.Struct, gc=False):
+    promptTokenCount: int | None = None
+    prompt_token_count: int | None = None
+    candidatesTokenCount: int | None = None
+    candidates_token_count: int | None = None
+    thoughtsTokenCount: int | None = None  # billed as output
+    thoughts_token_count: int | None = None
+    cachedContentTokenCount: int | None = None
+    cached_content_token_count: int | None = None
+    totalTokenCount: int | None = None
+    total_token_count: int | None = None
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+class _Part(msgspec.Struct, gc=False):
+    text: str | None = None
+    thought: bool | None = None
 
 
-@dataclass(frozen=True)
-class ResultRow:
+class _Content(msgspec.Struct, gc=False):
+    parts: list[_Part] | None = None
+
+
+class _Candidate(msgspec.Struct, gc=False):
+    content: msgspec.Raw = msgspec.Raw()  # decoded only when a row needs the text
+    finishReason: str | None = None
+    finish_reason: str | None = None
+
+
+class _Feedback(msgspec.Struct, gc=False):
+    blockReason: str | None = None
+    block_reason: str | None = None
+
+
+class _Response(msgspec.Struct, gc=False):
+    candidates: list[_Candidate] | None = None
+    usageMetadata: _Usage | None = None
+    usage_metadata: _Usage | None = None
+    promptFeedback: _Feedback | None = None
+    prompt_feedback: _Feedback | None = None
+
+
+class _Status(msgspec.Struct, gc=False):
+    code: int | str | None = None
+    message: Any = None
+    status: str | None = None
+
+
+class _Metadata(msgspec.Struct, gc=False):
+    key: str | int | None = None
+
+
+class _Line(msgspec.Struct, gc=False):
+    key: str | int | None = None
+    metadata: _Metadata | None = None
+    response: _Response | None = None
+    error: _Status | str | None = None
+    status: _Status | str | None = None
+
+
+# strict=False: int64 counts may travel as JSON strings ("12").
+_LINE = msgspec.json.Decoder(_Line, strict=False)
+_CONTENT = msgspec.json.Decoder(_Content | None, strict=False)
+_NO_USAGE = _Usage()
+
+
+class ResultRow(msgspec.Struct, frozen=True, gc=False):
     """One request's outcome, flattened."""
 
     key: str
@@ -76,146 +123,113 @@ class ResultRow:
         A parsed field named like a base column is prefixed ``parsed_``; an input field named like
         either is prefixed ``input_``.
         """
-        record: dict[str, Any] = {name: getattr(self, name) for name in FLAT_COLUMNS}
-        if parse_json:
-            for name, value in (self.parsed or {}).items():
+        record: dict[str, Any] = {
+            "key": self.key,
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+            "total_tokens": self.total_tokens,
+            "error": self.error,
+        }
+        if parse_json and self.parsed:
+            for name, value in self.parsed.items():
                 record[f"parsed_{name}" if name in record else name] = value
-        for name, value in (extra or {}).items():
-            record[f"input_{name}" if name in record else name] = value
+        if extra:
+            for name, value in extra.items():
+                record[f"input_{name}" if name in record else name] = value
         return record
 
 
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        code = error.get("code")
-        status = error.get("status")
-        message = error.get("message") or ""
-        head = " ".join(str(p) for p in (code, status) if p not in (None, ""))
-        return f"{head}: {message}" if head else str(message or "error")
-    return str(error)
+class _NoKey(Exception):
+    """A line without a key; re-raised with its line number."""
 
 
-def row_from_result(key: str, response: Any, error: Any, *, parse_json: bool = False) -> ResultRow:
-    """A row from one request's response or error."""
-    if error is not None or not isinstance(response, dict):
-        return ResultRow(
-            key, None, None, 0, 0, 0, 0, _error_text(error if error is not None else "no response")
-        )
-    usage = field(response, "usageMetadata", "usage_metadata") or {}
-    prompt = _int(field(usage, "promptTokenCount", "prompt_token_count"))
-    output = _int(field(usage, "candidatesTokenCount", "candidates_token_count"))
-    thoughts = _int(field(usage, "thoughtsTokenCount", "thoughts_token_count"))  # billed as output
-    cached = _int(field(usage, "cachedContentTokenCount", "cached_content_token_count"))
-    total = _int(field(usage, "totalTokenCount", "total_token_count")) or prompt + output + thoughts
-    candidates = field(response, "candidates") or []
-    if not candidates:
-        feedback = field(response, "promptFeedback", "prompt_feedback") or {}
-        reason = field(feedback, "blockReason", "block_reason") or "no candidates"
-        return ResultRow(key, None, None, prompt, output + thoughts, cached, total, f"blocked: {reason}")
+def _row(line: _Line, text: bool, parse_json: bool) -> ResultRow:
+    """The one place a decoded line becomes an outcome: succeeded, failed or blocked, and its tokens."""
+    key = line.key
+    if key is None and line.metadata is not None:
+        key = line.metadata.key
+    if key is None:
+        raise _NoKey
+    response, error = line.response, line.error
+    if error is None and response is None:
+        error = line.status
+    if error is not None or response is None:
+        message = _error_text(error) if error is not None else "no response"
+        return ResultRow(str(key), None, None, 0, 0, 0, 0, message)
+    usage = response.usageMetadata or response.usage_metadata or _NO_USAGE
+    prompt = usage.promptTokenCount or usage.prompt_token_count or 0
+    output = (usage.candidatesTokenCount or usage.candidates_token_count or 0) + (
+        usage.thoughtsTokenCount or usage.thoughts_token_count or 0
+    )
+    cached = usage.cachedContentTokenCount or usage.cached_content_token_count or 0
+    total = usage.totalTokenCount or usage.total_token_count or prompt + output
+    candidates = response.candidates
+    if not candidates:  # an empty answer or a blocked prompt: a failure in every format
+        feedback = response.promptFeedback or response.prompt_feedback
+        reason = (feedback and (feedback.blockReason or feedback.block_reason)) or "no candidates"
+        return ResultRow(str(key), None, None, prompt, output, cached, total, f"blocked: {reason}")
     candidate = candidates[0]
-    parts = field(field(candidate, "content") or {}, "parts") or []
-    texts = [
-        p["text"]
-        for p in parts
-        if isinstance(p, dict) and isinstance(p.get("text"), str) and not p.get("thought")
-    ]
-    text = "".join(texts) if texts else None
-    finish = field(candidate, "finishReason", "finish_reason")
-    parsed = parse_structured(text) if parse_json else None
-    return ResultRow(key, text, finish, prompt, output + thoughts, cached, total, None, parsed)
+    finish = candidate.finishReason or candidate.finish_reason
+    if not text:
+        return ResultRow(str(key), None, finish, prompt, output, cached, total, None)
+    answer = _text(candidate.content)
+    parsed = parse_structured(answer) if parse_json else None
+    return ResultRow(str(key), answer, finish, prompt, output, cached, total, None, parsed)
+
+
+def _text(raw: msgspec.Raw) -> str | None:
+    content = _CONTENT.decode(raw) if raw else None
+    if content is None or not content.parts:
+        return None
+    texts = [p.text for p in content.parts if p.text is not None and not p.thought]
+    return "".join(texts) if texts else None
+
+
+def _error_text(error: _Status | str) -> str:
+    if isinstance(error, str):
+        return error
+    head = " ".join(str(p) for p in (error.code, error.status) if p not in (None, ""))
+    message = error.message or ""
+    return f"{head}: {message}" if head else str(message or "error")
 
 
 def parse_result_line(
-    line: bytes | str, *, line_number: int | None = None, parse_json: bool = False
+    line: bytes | str, *, line_number: int | None = None, parse_json: bool = False, text: bool = True
 ) -> ResultRow:
-    """One line of a result file as a row; a line we cannot read is an error naming it."""
+    """One line of a result file as a row; a line we cannot read is an error naming it.
+
+    :param text: decode the answer's text (False: the row counts the same, its ``text`` is None).
+    """
     try:
-        data = json.loads(line)
-    except ValueError as err:
+        return _row(_LINE.decode(line), text, parse_json)
+    except msgspec.ValidationError as err:
+        raise ResultsFormatError(f"result line {line_number}: not a result line ({err})") from None
+    except msgspec.DecodeError as err:
         raise ResultsFormatError(f"result line {line_number}: not JSON ({err})") from None
-    key = field(data, "key")
-    if key is None:
-        key = field(field(data, "metadata") or {}, "key")
-    if key is None:
-        raise ResultsFormatError(f"result line {line_number}: no key")
-    error = field(data, "error")
-    if error is None and field(data, "response") is None:
-        error = field(data, "status")
-    return row_from_result(str(key), field(data, "response"), error, parse_json=parse_json)
+    except _NoKey:
+        raise ResultsFormatError(f"result line {line_number}: no key") from None
 
 
-@dataclass(frozen=True)
-class BlockSummary:
-    """Counts over a block of whole result lines; the failed lines are kept for a full parse."""
+def decode_block(
+    block: bytes, *, first_line: int = 1, parse_json: bool = False, text: bool = True
+) -> list[ResultRow]:
+    """The rows of a block of whole lines (blank lines skipped), in order.
 
-    lines: int  # in the block, blank ones included
-    succeeded: int
-    failed_lines: list[bytes]
-    failed_at: list[int]  # where each failed line is in the block, from 0
-    prompt_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    total_tokens: int
-
-
-def summarize_block(block: bytes) -> BlockSummary | None:
-    """Counts without parsing each line (for the raw ``jsonl`` passthrough). Lines without an answer
-    (failed or blocked) are returned for a full parse, their tokens left out here; None when the
-    block needs a full parse altogether."""
-    scan = scan_block(block)
-    if scan is not None:
-        lines, answered, tokens = scan.lines, scan.answered, scan.tokens
-    else:  # no NumPy (yet): byte searches and regular expressions, ~300 MB/s
-        lines = block.count(b"\n")
-        answered = (
-            block.count(b'"candidates"') - block.count(b'"candidates": []') - block.count(b'"candidates":[]')
-        )
-        tokens = _token_sums_by_regex(block)
-    succeeded, failed, failed_at = lines, [], []
-    if answered != lines:  # some line failed, was blocked or is blank: look at each one
-        succeeded = 0
-        for index, line in enumerate(block.split(b"\n")):
-            if _answered(line):
-                succeeded += 1
-            elif line.strip():
-                failed.append(line)
-                failed_at.append(index)
-        if failed:  # their tokens are counted when they are parsed
-            rest = _token_sums(b"\n".join(failed) + b"\n")
-            tokens = {name: tokens[name] - rest[name] for name in TOKEN_NAMES}
-    if not any(tokens.values()) and b'"usage_metadata"' in block:
-        return None  # snake_case keys: only a full parse reads them
-    return BlockSummary(
-        lines=lines,
-        succeeded=succeeded,
-        failed_lines=failed,
-        failed_at=failed_at,
-        prompt_tokens=tokens["promptTokenCount"],
-        output_tokens=tokens["candidatesTokenCount"] + tokens["thoughtsTokenCount"],
-        cached_tokens=tokens["cachedContentTokenCount"],
-        total_tokens=tokens["totalTokenCount"],
-    )
-
-
-def _answered(line: bytes) -> bool:
-    return b'"candidates"' in line and b'"candidates": []' not in line and b'"candidates":[]' not in line
-
-
-def _token_sums(block: bytes) -> dict[str, int]:
-    scan = scan_block(block)
-    return scan.tokens if scan is not None else _token_sums_by_regex(block)
-
-
-def _token_sums_by_regex(block: bytes) -> dict[str, int]:
-    """The exact, slower count (no NumPy, or an unusual block). The counts sit in each line's small
-    usageMetadata object: cut those out in one pass and count there, unless some object nests others
-    (then the whole block is searched)."""
-    usage = _USAGE.findall(block)
-    source = b"\n".join(usage) if len(usage) == block.count(b'"usageMetadata"') else block
-    return {
-        name: sum(map(int, pattern.findall(source))) if name.encode() in source else 0
-        for name, pattern in _TOKEN_COUNTS.items()
-    }
+    :param first_line: the number of the block's first line in the file, for error messages.
+    """
+    try:
+        return [_row(line, text, parse_json) for line in _LINE.decode_lines(block)]
+    except (msgspec.DecodeError, _NoKey):
+        pass
+    # Some line is unreadable: read them one by one to name it.
+    for number, line in enumerate(block.split(b"\n"), start=first_line):
+        if line.strip():
+            parse_result_line(line, line_number=number, parse_json=parse_json, text=text)
+    last = first_line + block.count(b"\n") - 1
+    raise ResultsFormatError(f"result lines {first_line}-{last}: not JSON lines")
 
 
 def iter_rows(lines: Iterable[bytes | str], *, parse_json: bool = False) -> Iterator[ResultRow]:
@@ -225,13 +239,19 @@ def iter_rows(lines: Iterable[bytes | str], *, parse_json: bool = False) -> Iter
             yield parse_result_line(line, line_number=number, parse_json=parse_json)
 
 
+def inline_result_lines(items: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """A job's inline responses as result-file lines: the key moved from each item's metadata."""
+    for number, item in enumerate(items, start=1):
+        key = (item.get("metadata") or {}).get("key") or f"request-{number:06d}"
+        body = {k: v for k, v in item.items() if k != "metadata"}
+        yield msgspec.json.encode({"key": key, **body})
+
+
 def parse_inline_responses(
     items: Iterable[dict[str, Any]], *, parse_json: bool = False
 ) -> Iterator[ResultRow]:
     """Rows from a job's inline responses (small batches); keys come from each item's metadata."""
-    for number, item in enumerate(items, start=1):
-        key = field(field(item, "metadata") or {}, "key") or f"request-{number:06d}"
-        yield row_from_result(str(key), field(item, "response"), field(item, "error"), parse_json=parse_json)
+    return iter_rows(inline_result_lines(items), parse_json=parse_json)
 
 
 def parse_structured(text: str | None) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
-"""Read ahead and write behind in threads, so the network, the counting and the disk overlap.
+"""Read ahead and write behind in threads, so the network, the decoding and the disk overlap.
 
-Socket reads and file writes release the GIL; the counting in between holds it. With one thread per
+Socket reads and file writes release the GIL; the decoding in between holds it. With one thread per
 stage the copy runs at the speed of its slowest stage instead of the sum of all three.
 """
 

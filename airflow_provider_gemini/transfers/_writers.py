@@ -12,9 +12,12 @@ import io
 import json
 from typing import Any, BinaryIO
 
+import msgspec
+
 from airflow_provider_gemini.batch.errors import ResultsFormatError
 from airflow_provider_gemini.batch.results import FLAT_COLUMNS
 
+_JSONL = msgspec.json.Encoder(enc_hook=str)  # UTF-8 as is; what JSON cannot hold, as its str()
 SAMPLE_ROWS = 1000
 PARQUET_BATCH_ROWS = 10_000
 FORMATS = ("jsonl", "flat_jsonl", "csv", "parquet")
@@ -41,9 +44,6 @@ class RawJsonlWriter:
 
     def __init__(self, sink: BinaryIO) -> None:
         self.out = _Counting(sink)
-
-    def write_line(self, line: bytes) -> None:
-        self.out.write(line + b"\n")
 
     def write_block(self, block: bytes) -> None:
         self.out.write(block)
@@ -101,32 +101,42 @@ class _RowWriter:
 
 
 class FlatJsonlWriter(_RowWriter):
+    """JSONL needs no fixed columns: rows are encoded a thousand at a time, as they come."""
+
     def write(self, record: dict[str, Any]) -> None:
-        self._write(record)  # JSONL needs no fixed columns: nothing to hold back
+        self.sample.append(record)
+        if len(self.sample) >= SAMPLE_ROWS:
+            self._finish()
 
     def close(self) -> None:
-        pass
+        self._finish()
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self.out.write(json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n")
+    def _finish(self) -> None:
+        if self.sample:
+            self.out.write(_JSONL.encode_lines(self.sample))
+            self.sample = []
 
 
 class CsvWriter(_RowWriter):
     def _start(self) -> None:
-        self.text = io.TextIOWrapper(self.out, encoding="utf-8", newline="", write_through=True)  # type: ignore[type-var]
-        self.csv = csv.DictWriter(self.text, fieldnames=self.columns or [], extrasaction="ignore")
-        self.csv.writeheader()
+        self.text = io.TextIOWrapper(self.out, encoding="utf-8", newline="")  # type: ignore[type-var]
+        self.csv = csv.writer(self.text)
+        self.names = self.columns or []
+        self.csv.writerow(self.names)
+        # Only parsed and joined fields can hold lists or objects (written as JSON).
+        self.nested_at = [i for i, name in enumerate(self.names) if name not in FLAT_COLUMNS]
 
     def _write(self, record: dict[str, Any]) -> None:
-        self.csv.writerow({k: _cell(v) for k, v in record.items()})
+        get = record.get
+        values = [get(name) for name in self.names]
+        for i in self.nested_at:
+            if isinstance(values[i], (dict, list)):
+                values[i] = json.dumps(values[i], ensure_ascii=False)
+        self.csv.writerow(values)
 
     def _finish(self) -> None:
         self.text.flush()
         self.text.detach()
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
 
 
 class ParquetWriter(_RowWriter):
@@ -150,14 +160,10 @@ class ParquetWriter(_RowWriter):
     def _flush(self) -> None:
         if not self.pending:
             return
-        columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
-        for record in self.pending:
-            for name in self.schema.names:
-                columns[name].append(record.get(name))
         arrays = []
         for field in self.schema:
-            values = columns[field.name]
-            if self.pa.types.is_string(field.type):
+            values = [record.get(field.name) for record in self.pending]
+            if field.name not in FLAT_COLUMNS and self.pa.types.is_string(field.type):
                 values = [
                     None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str))
                     for v in values

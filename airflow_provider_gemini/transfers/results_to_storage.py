@@ -12,16 +12,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini._compat import AirflowFailException, iter_lines
-from airflow_provider_gemini.batch._block_scan import preload_numpy, wait_for_numpy
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
-from airflow_provider_gemini.batch.results import (
-    ResultRow,
-    parse_result_line,
-    schema_columns,
-    summarize_block,
-)
+from airflow_provider_gemini.batch.results import decode_block, inline_result_lines, schema_columns
 from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
@@ -32,7 +26,6 @@ if TYPE_CHECKING:
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 OutputFormat = Literal["jsonl", "flat_jsonl", "csv", "parquet"]
-COUNT_BACKLOG = 16  # blocks (of ~1 MB) copied but not yet counted, at most
 
 
 class GeminiBatchResultsToStorageOperator(BaseOperator):
@@ -117,8 +110,6 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         return GeminiHook(gemini_conn_id=self.gemini_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        if self.output_format == "jsonl":
-            preload_numpy()  # the passthrough counts with it; loads while the job is looked up
         destination = self._path(self.destination, self.destination_conn_id)
         errors_destination = (
             self._path(self.errors_destination, self.destination_conn_id) if self.errors_destination else None
@@ -177,23 +168,13 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _result_lines(self, job: BatchJobInfo) -> Iterator[bytes]:
-        """Result lines as bytes, from the file's stream or the job's inline responses."""
+    def _result_blocks(self, job: BatchJobInfo) -> Iterator[bytes]:
+        """The results as blocks of whole lines, from the file's stream or the job's inline responses."""
         if job.result_file:
-            from airflow_provider_gemini.hooks._streaming import split_lines
-
-            # Read in a thread: the download (the GIL released) overlaps the parsing of each row.
-            yield from split_lines(read_ahead(self.hook.iter_result_blocks(job.result_file)))
-            return
-        for number, item in enumerate(job.inlined_responses or [], start=1):
-            key = (item.get("metadata") or {}).get("key") or f"request-{number:06d}"
-            body = {k: v for k, v in item.items() if k != "metadata"}
-            yield json.dumps({"key": key, **body}, ensure_ascii=False).encode()
-
-    def _rows(self, job: BatchJobInfo) -> Iterator[tuple[bytes, ResultRow]]:
-        for number, line in enumerate(self._result_lines(job), start=1):
-            if line.strip():
-                yield line, parse_result_line(line, line_number=number, parse_json=self.parse_json)
+            # Read in a thread: the download (the GIL released) overlaps the decoding.
+            yield from read_ahead(self.hook.iter_result_blocks(job.result_file))
+        elif job.inlined_responses:
+            yield b"".join(line + b"\n" for line in inline_result_lines(job.inlined_responses))
 
     def _join_records(self) -> dict[str, dict[str, Any]] | None:
         """The input records by key (held in memory: they are the input, not the results)."""
@@ -222,70 +203,40 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         builder: ManifestBuilder,
         records: dict[str, dict[str, Any]] | None,
     ) -> int:
-        """One pass over the results: every row to the destination, failed ones to the errors file too."""
+        """One pass over the results, the same for every format: each line decoded and counted, failed
+        ones written to the errors file, and the line's bytes (``jsonl``) or its row to the destination.
+        """
         known = schema_columns(self.response_schema) if self.parse_json else None
         if records:
             first = next(iter(records.values()))
             known = [*(known or []), *(k for k in first if k != self.join_key)]
         writer = writer_for(self.output_format, sink, known)
         failures = writer_for("flat_jsonl", failures_sink) if failures_sink is not None else None
-        if self.output_format == "jsonl" and job.result_file and records is None:
-            return self._copy_blocks(job.result_file, writer, failures, builder)
-        for line, row in self._rows(job):
-            builder.add(row)
-            if failures is not None and not row.succeeded:
-                failures.write(row.to_record())
-            if self.output_format == "jsonl":
-                writer.write_line(line)
-                continue
-            extra = None
-            if records is not None:
-                extra = {k: v for k, v in records.get(row.key, {}).items() if k != self.join_key}
-            writer.write(row.to_record(parse_json=self.parse_json, extra=extra))
+        raw = self.output_format == "jsonl"
+        line_number = 1
+        # The passthrough writes each block as it came, in a thread (the disk overlaps the decoding).
+        with write_behind(writer.write_block) if raw else nullcontext(None) as write_raw:
+            for block in self._result_blocks(job):
+                if write_raw is not None:
+                    write_raw(block)
+                rows = decode_block(block, first_line=line_number, parse_json=self.parse_json, text=not raw)
+                line_number += block.count(b"\n")
+                builder.add_rows(rows)
+                if failures is not None:
+                    for row in rows:
+                        if row.error is not None:
+                            failures.write(row.to_record())
+                if raw:
+                    continue
+                for row in rows:
+                    extra = None
+                    if records is not None:
+                        extra = {k: v for k, v in records.get(row.key, {}).items() if k != self.join_key}
+                    writer.write(row.to_record(parse_json=self.parse_json, extra=extra))
         writer.close()
-        return writer.bytes_written
-
-    def _copy_blocks(self, file_name: str, writer: Any, failures: Any, builder: ManifestBuilder) -> int:
-        """The raw passthrough: bytes copied block by block, counted without parsing each line.
-
-        Writing and counting each run in a thread behind the download. The counting waits for NumPy's
-        import (~0.1 s) while the copy goes on: up to ``COUNT_BACKLOG`` blocks wait for it.
-        """
-        lines_before = 0
-
-        def count(block: bytes) -> None:
-            nonlocal lines_before
-            wait_for_numpy()
-            lines_before += self._count_block(block, failures, builder, lines_before)
-
-        with (
-            write_behind(writer.write_block) as write,
-            write_behind(count, depth=COUNT_BACKLOG) as count_later,
-        ):
-            for block in self.hook.iter_result_blocks(file_name):
-                write(block)
-                count_later(block)
-        writer.close()
+        if failures is not None:
+            failures.close()
         return int(writer.bytes_written)
-
-    def _count_block(self, block: bytes, failures: Any, builder: ManifestBuilder, lines_before: int) -> int:
-        """Count a block into the manifest; failed lines go to ``failures``. Returns its line count."""
-        summary = summarize_block(block)
-        if summary is None:  # a line in this block needs a full parse to be judged
-            numbered = list(enumerate(block.split(b"\n")[:-1]))
-            lines = len(numbered)
-        else:
-            builder.add_summary(summary)
-            numbered = list(zip(summary.failed_at, summary.failed_lines, strict=True))
-            lines = summary.lines
-        for index, line in numbered:
-            if not line.strip():
-                continue
-            row = parse_result_line(line, line_number=lines_before + index + 1)
-            builder.add(row)
-            if failures is not None and not row.succeeded:
-                failures.write(row.to_record())
-        return lines
 
     def _path(self, value: Any, conn_id: str | None) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath

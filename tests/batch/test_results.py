@@ -13,12 +13,12 @@ from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.pricing import estimate_cost, price_for
 from airflow_provider_gemini.batch.results import (
     FLAT_COLUMNS,
+    decode_block,
     iter_rows,
     parse_inline_responses,
     parse_result_line,
     parse_structured,
     schema_columns,
-    summarize_block,
 )
 
 
@@ -205,27 +205,9 @@ def test_rows_stream_lazily():
     assert len(produced) == 1
 
 
-def test_block_summary_matches_a_full_parse(scanner):
-    lines = [
-        ok_line("a", "x"),
-        json.dumps({"key": "b", "error": {"code": 400, "message": "no"}}),
-        ok_line("c", "y"),
-    ]
-    block = ("\n".join(lines) + "\n").encode()
-    summary = summarize_block(block)
-    full = [parse_result_line(line) for line in lines]
-    assert summary.succeeded == sum(r.succeeded for r in full)
-    assert [parse_result_line(f).key for f in summary.failed_lines] == ["b"]
-    assert summary.prompt_tokens == sum(r.prompt_tokens for r in full)
-    assert summary.total_tokens == sum(r.total_tokens for r in full)
-    blocked = json.dumps({"key": "d", "response": {"promptFeedback": {"blockReason": "SAFETY"}}})
-    summary = summarize_block((blocked + "\n").encode())
-    assert (summary.succeeded, summary.failed_lines) == (0, [blocked.encode()])  # parsed in full instead
-
-
 def _varied_lines(count: int) -> list[str]:
     """Result lines as the API writes them: nested token details, thoughts, cached tokens, quoted key
-    names inside the generated text, compact and spaced JSON, a failed request."""
+    names inside the generated text, compact and spaced JSON, failed, empty and blocked answers."""
     rng = random.Random(7)
     lines = []
     for n in range(count):
@@ -237,10 +219,12 @@ def _varied_lines(count: int) -> list[str]:
             usage["cachedContentTokenCount"] = rng.randint(1, prompt)
         usage["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
         usage["totalTokenCount"] = prompt + output + usage.get("thoughtsTokenCount", 0)
-        text = 'He said "totalTokenCount": 999999 and Tokens\\ TokenCount" T' if n % 5 == 0 else "ok"
-        if n % 7 == 0:  # the bytes the scan looks for first, in text, some several to a word
-            text += ' TTTT[[[[ T[T[ candidates": [TokenCount": 5 ' * rng.randint(1, 3)
-        response = {"candidates": [{"content": {"parts": [{"text": text}]}}], "usageMetadata": usage}
+        text = 'He said "totalTokenCount": 999999 and "candidates": [] T' if n % 5 == 0 else "ok"
+        response: dict = {"candidates": [{"content": {"parts": [{"text": text}]}}], "usageMetadata": usage}
+        if n % 11 == 0:
+            response["candidates"] = []
+        if n % 13 == 0:
+            response = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
         line = {"key": f"k{n}", "response": response}
         if n % 17 == 0:
             line = {"key": f"k{n}", "error": {"code": 400, "message": "bad"}}
@@ -248,73 +232,47 @@ def _varied_lines(count: int) -> list[str]:
     return lines
 
 
-@pytest.fixture(params=["numpy", "no numpy"])
-def scanner(request, monkeypatch) -> str:
-    """Each way of counting: the NumPy scan, and byte searches where NumPy is not installed."""
-    from airflow_provider_gemini.batch import _block_scan
-
-    _block_scan.preload_numpy()
-    assert _block_scan._numpy_loaded.wait(30)
-    if request.param == "no numpy":
-        monkeypatch.setattr(_block_scan, "_numpy", None)
-    return str(request.param)
-
-
-def test_block_token_sums_match_a_full_parse_of_varied_lines(scanner):
-    from airflow_provider_gemini.batch._block_scan import scan_block
-
+@pytest.mark.parametrize("text", [True, False])
+def test_a_block_counts_exactly_as_line_by_line(text):
     lines = _varied_lines(500)
-    assert (scan_block(("\n".join(lines) + "\n").encode()) is None) == (scanner == "no numpy")
-    summary = summarize_block(("\n".join(lines) + "\n").encode())
+    block = ("\n".join(lines[:250]) + "\n\n" + "\n".join(lines[250:]) + "\n").encode()  # a blank line too
+    rows = decode_block(block, text=text)
     full = [parse_result_line(line) for line in lines]
-    assert summary is not None
-    assert summary.succeeded == sum(r.succeeded for r in full) == 470
-    assert summary.prompt_tokens == sum(r.prompt_tokens for r in full if r.succeeded)
-    assert summary.output_tokens == sum(r.output_tokens for r in full if r.succeeded)
-    assert summary.cached_tokens == sum(r.cached_tokens for r in full if r.succeeded)
-    assert summary.total_tokens == sum(r.total_tokens for r in full if r.succeeded)
+    assert [r.key for r in rows] == [r.key for r in full]
+    assert [r.error for r in rows] == [r.error for r in full]
+    assert [r.total_tokens for r in rows] == [r.total_tokens for r in full]
+    assert [r.output_tokens for r in rows] == [r.output_tokens for r in full]
+    assert [r.cached_tokens for r in rows] == [r.cached_tokens for r in full]
+    assert [r.text for r in rows] == ([r.text for r in full] if text else [None] * 500)
+    failed = [r for r in full if not r.succeeded]
+    assert {r.error for r in failed} == {"blocked: no candidates", "blocked: SAFETY", "400: bad"}
+    assert sum(r.succeeded for r in rows) == 500 - len(failed)
 
 
-def test_rare_byte_positions_are_all_found_however_crowded():
-    from airflow_provider_gemini.batch import _block_scan
-
-    _block_scan.preload_numpy()
-    assert _block_scan._numpy_loaded.wait(30)
-    np = _block_scan._numpy
-    rng = random.Random(3)
-    text = bytes(rng.choice(b"xT[ ") for _ in range(4096))  # dense: most words hold several
-    data = np.frombuffer(text, dtype=np.uint8)
-    for byte in b"T[":
-        found = _block_scan._positions(np, data, np.empty(len(data), dtype=bool), byte)
-        expected = np.flatnonzero(data == byte)
-        assert sorted(found.tolist()) == expected[expected >= _block_scan._BEFORE].tolist()
-
-
-def test_an_odd_token_count_falls_back_to_the_exact_count():
-    from airflow_provider_gemini.batch import _block_scan
-    from airflow_provider_gemini.batch._block_scan import scan_block
-
-    _block_scan.preload_numpy()
-    assert _block_scan._numpy_loaded.wait(30)
-
-    quoted = b'{"key": "a", "response": {"candidates": [{"content": {"parts": [{"text": "x"}]}}], '
-    quoted += b'"usageMetadata": {"totalTokenCount": "12"}}}\n'
-    assert scan_block(quoted) is None  # a quoted number: not what the fast scan reads
-    assert scan_block(quoted.replace(b'"12"', b"null")) is None
-    assert scan_block(quoted.replace(b' "12"', b"7")).tokens["totalTokenCount"] == 7  # compact is fine
-    assert summarize_block(quoted).total_tokens == 12  # counted the exact way instead
-
-
-def test_blocked_and_empty_answers_are_parsed_and_their_tokens_counted_once(scanner):
-    lines = _varied_lines(40)
+def test_blocked_and_empty_answers_keep_their_tokens_once():
     usage = {"promptTokenCount": 11, "totalTokenCount": 11}
-    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
-    lines[3] = json.dumps({"key": "blocked", "response": blocked})
-    lines[5] = json.dumps({"key": "empty", "response": {"candidates": [], "usageMetadata": usage}})
-    summary = summarize_block(("\n".join(lines) + "\n").encode())
-    rows = [parse_result_line(line) for line in summary.failed_lines]
-    assert {"blocked", "empty"} <= {row.key for row in rows}
-    full = [parse_result_line(line) for line in lines]
-    assert summary.succeeded == sum(r.succeeded for r in full)
-    assert summary.prompt_tokens + sum(r.prompt_tokens for r in rows) == sum(r.prompt_tokens for r in full)
-    assert summary.total_tokens + sum(r.total_tokens for r in rows) == sum(r.total_tokens for r in full)
+    blocked = json.dumps(
+        {"key": "b", "response": {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}}
+    )
+    empty = '{"key": "e", "response": {"candidates": [ ], "usageMetadata": {"promptTokenCount": 11}}}'
+    rows = decode_block(f"{blocked}\n{empty}\n".encode(), text=False)
+    assert [(r.error, r.prompt_tokens, r.total_tokens) for r in rows] == [
+        ("blocked: SAFETY", 11, 11),
+        ("blocked: no candidates", 11, 11),
+    ]
+
+
+def test_token_counts_written_as_strings_are_read():
+    line = '{"key": "a", "response": {"candidates": [{}], "usageMetadata": {"totalTokenCount": "12"}}}'
+    assert parse_result_line(line).total_tokens == 12
+    assert decode_block(line.encode() + b"\n")[0].total_tokens == 12
+
+
+def test_an_unreadable_line_in_a_block_is_named_by_its_number_in_the_file():
+    block = (ok_line("a", "x") + "\n\n" + ok_line("b", "y") + "\n<html>busy</html>\n").encode()
+    with pytest.raises(ResultsFormatError, match="result line 14: not JSON"):
+        decode_block(block, first_line=11)
+    with pytest.raises(ResultsFormatError, match="result line 12: no key"):
+        decode_block(b'{"key": "a"}\n{"response": {}}\n', first_line=11)
+    with pytest.raises(ResultsFormatError, match="result line 1: not a result line"):
+        decode_block(b'{"key": "a", "response": {"candidates": 3}}\n')

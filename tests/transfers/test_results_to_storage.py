@@ -266,3 +266,66 @@ def test_vertex_results_elsewhere_are_refused_before_anything_is_written(tmp_pat
     with pytest.raises(GeminiBatchError, match=r"results to gs://out/prefix \(Vertex AI\)"):
         operator.execute({})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_an_empty_or_blocked_answer_fails_the_same_in_every_format(
+    gemini_emulator, tmp_path, monkeypatch, output_format
+):
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    hook = GeminiHook()
+    lines = b"".join(
+        json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"q{i}"}]}]}}).encode()
+        + b"\n"
+        for i in range(10)
+    )
+    uploaded = hook.upload_file(__import__("io").BytesIO(lines))
+    job = hook.create_batch(model="gemini-2.5-flash", display_name="empty", file_name=uploaded["name"])
+    usage = '"usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}'
+    answers = {  # spelled as a server may write them, not as json.dumps would
+        "k3": '{"key": "k3", "response": {"candidates": [ ], ' + usage + "}}",
+        "k6": '{"key": "k6", "response": {"promptFeedback": {"blockReason": "SAFETY"}, ' + usage + "}}",
+    }
+    real = GeminiHook.iter_result_blocks
+    served = []
+
+    def with_empty_answers(self, name):
+        for block in real(self, name):
+            block = b"".join(
+                answers.get(json.loads(line)["key"], line.decode()).encode() + b"\n"
+                for line in block.splitlines()
+            )
+            served.append(block)
+            yield block
+
+    monkeypatch.setattr(GeminiHook, "iter_result_blocks", with_empty_answers)
+    destination, errors = tmp_path / f"out.{output_format}", tmp_path / "errors.jsonl"
+    manifest = GeminiBatchResultsToStorageOperator(
+        task_id="t",
+        batch_name=job.name,
+        destination=str(destination),
+        output_format=output_format,
+        errors_destination=str(errors),
+        max_failed_request_ratio=1.0,
+    ).execute({})
+
+    assert (manifest["rows"], manifest["succeeded"], manifest["failed"]) == (10, 8, 2)
+    failed = {f["key"]: f for f in map(json.loads, errors.read_text().splitlines())}
+    assert {k: f["error"] for k, f in failed.items()} == {
+        "k3": "blocked: no candidates",
+        "k6": "blocked: SAFETY",
+    }
+    assert failed["k3"]["prompt_tokens"] == 7
+    if output_format == "jsonl":
+        assert destination.read_bytes() == b"".join(served)  # the bytes as they came
+    else:
+        if output_format == "parquet":
+            import pyarrow.parquet as pq
+
+            rows = {r["key"]: r for r in pq.read_table(destination).to_pylist()}
+        else:
+            rows = {r["key"]: r for r in read_back(destination, output_format)}
+        assert rows["k3"]["error"] == "blocked: no candidates"
+        assert rows["k6"]["error"] == "blocked: SAFETY"
+        assert not rows["k1"]["error"]
