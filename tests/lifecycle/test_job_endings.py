@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from packaging.version import Version
 
+from airflow_provider_gemini._compat import AIRFLOW_VERSION
 from airflow_provider_gemini.hooks.gemini import GeminiHook
 from tests.airflow_helpers import run_dag, task_states, xcom_values
 from tests.lifecycle.dag_sources import RECORDS, create_and_wait
@@ -92,7 +94,7 @@ def test_partial_request_failures_are_judged_by_the_ratio(
     assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
-def test_waits_survive_a_third_of_gets_failing(gemini_emulator, trigger_spy):
+def test_waits_survive_a_third_of_gets_failing(gemini_emulator):
     # Six answered polls see the job running (failed GETs do not move the clock).
     gemini_emulator.freeze(step_per_get=10)
     gemini_emulator.configure(running_seconds=60)
@@ -120,7 +122,6 @@ the_dag()
     stats = gemini_emulator.stats()
     assert stats["jobs_created"] == 1
     assert stats["calls"]["gets"] > 5  # the faults were really met
-    assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}  # only "deferred" went through one
 
 
 def test_soft_fail_skips_a_job_that_fails_while_deferred(gemini_emulator, trigger_spy):
@@ -135,6 +136,11 @@ def test_soft_fail_skips_a_job_that_fails_while_deferred(gemini_emulator, trigge
     assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
+@pytest.mark.skipif(
+    Version("3.1") > AIRFLOW_VERSION,
+    reason="Airflow 3.0's dag.test() hands a rescheduled sensor its first start date as text (its in-process "
+    "API client skips validation) and BaseSensorOperator fails on it; deployments parse it",
+)
 def test_reschedule_mode_waits_without_holding_a_slot(gemini_emulator):
     gemini_emulator.freeze(step_per_get=10)  # the job ends after a set number of polls, at any speed
     gemini_emulator.configure(running_seconds=20)
