@@ -5,9 +5,9 @@ A result line is ``{"key", "response": GenerateContentResponse}`` or, for a requ
 ``metadata``. Both spellings of every field read here (camelCase and snake_case) are declared.
 
 Each line is decoded by msgspec into the small structures below, which name only what a row or the
-manifest uses; the rest of a line is skipped in C. A candidate's content (the answer's text) is kept
-as raw JSON and decoded only when a row needs its text: the ``jsonl`` passthrough never does, yet it
-counts every line exactly as the flat formats do, because both go through ``_row``.
+manifest uses; the rest of a line is skipped in C. A candidate's content (the answer's text) is read
+only when a row needs it: the ``jsonl`` passthrough never does, yet it counts every line exactly as
+the flat formats do, because both go through ``_row``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -58,9 +58,17 @@ class _Content(msgspec.Struct, gc=False):
 
 
 class _Candidate(msgspec.Struct, gc=False):
-    content: msgspec.Raw = msgspec.Raw()  # decoded only when a row needs the text
     finishReason: str | None = None
     finish_reason: str | None = None
+
+
+class _Answer(_Candidate, gc=False):
+    """A candidate with its text, for rows that carry it."""
+
+    content: _Content | None = None
+
+
+_C = TypeVar("_C", bound=_Candidate)
 
 
 class _Feedback(msgspec.Struct, gc=False):
@@ -68,8 +76,8 @@ class _Feedback(msgspec.Struct, gc=False):
     block_reason: str | None = None
 
 
-class _Response(msgspec.Struct, gc=False):
-    candidates: list[_Candidate] | None = None
+class _Response(msgspec.Struct, Generic[_C], gc=False):
+    candidates: list[_C] | None = None
     usageMetadata: _Usage | None = None
     usage_metadata: _Usage | None = None
     promptFeedback: _Feedback | None = None
@@ -86,17 +94,21 @@ class _Metadata(msgspec.Struct, gc=False):
     key: str | int | None = None
 
 
-class _Line(msgspec.Struct, gc=False):
+class _Line(msgspec.Struct, Generic[_C], gc=False):
     key: str | int | None = None
     metadata: _Metadata | None = None
-    response: _Response | None = None
+    response: _Response[_C] | None = None
     error: _Status | str | None = None
     status: _Status | str | None = None
 
 
-# strict=False: int64 counts may travel as JSON strings ("12").
-_LINE = msgspec.json.Decoder(_Line, strict=False)
-_CONTENT = msgspec.json.Decoder(_Content | None, strict=False)
+# The same line read two ways: with each answer's text (flat rows), or without (what is counted
+# alone, for the passthrough: the text is skipped unread). strict=False: int64 counts may travel as
+# JSON strings ("12").
+_LINE: dict[bool, msgspec.json.Decoder[_Line[Any]]] = {
+    True: msgspec.json.Decoder(_Line[_Answer], strict=False),
+    False: msgspec.json.Decoder(_Line[_Candidate], strict=False),
+}
 _NO_USAGE = _Usage()
 
 
@@ -146,7 +158,7 @@ class _NoKey(Exception):
     """A line without a key; re-raised with its line number."""
 
 
-def _row(line: _Line, text: bool, parse_json: bool) -> ResultRow:
+def _row(line: _Line[Any], text: bool, parse_json: bool) -> ResultRow:
     """The one place a decoded line becomes an outcome: succeeded, failed or blocked, and its tokens."""
     key = line.key
     if key is None and line.metadata is not None:
@@ -180,8 +192,7 @@ def _row(line: _Line, text: bool, parse_json: bool) -> ResultRow:
     return ResultRow(str(key), answer, finish, prompt, output, cached, total, None, parsed)
 
 
-def _text(raw: msgspec.Raw) -> str | None:
-    content = _CONTENT.decode(raw) if raw else None
+def _text(content: _Content | None) -> str | None:
     if content is None or not content.parts:
         return None
     texts = [p.text for p in content.parts if p.text is not None and not p.thought]
@@ -204,7 +215,7 @@ def parse_result_line(
     :param text: decode the answer's text (False: the row counts the same, its ``text`` is None).
     """
     try:
-        return _row(_LINE.decode(line), text, parse_json)
+        return _row(_LINE[text].decode(line), text, parse_json)
     except msgspec.ValidationError as err:
         raise ResultsFormatError(f"result line {line_number}: not a result line ({err})") from None
     except msgspec.DecodeError as err:
@@ -221,7 +232,7 @@ def decode_block(
     :param first_line: the number of the block's first line in the file, for error messages.
     """
     try:
-        return [_row(line, text, parse_json) for line in _LINE.decode_lines(block)]
+        return [_row(line, text, parse_json) for line in _LINE[text].decode_lines(block)]
     except (msgspec.DecodeError, _NoKey):
         pass
     # Some line is unreadable: read them one by one to name it.
