@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from airflow_provider_gemini.batch.errors import BatchJobError
@@ -10,6 +11,8 @@ from airflow_provider_gemini.batch.pricing import estimate_cost
 from airflow_provider_gemini.batch.results import ResultRow
 
 SAMPLE = 20
+_ERROR = attrgetter("error")
+_TOKENS = [(name, attrgetter(f"{name}_tokens")) for name in ("prompt", "output", "cached", "total")]
 
 
 class ManifestBuilder:
@@ -59,14 +62,12 @@ class ManifestBuilder:
                     self.unexpected.append(row.key)
                 kept.append(row)
             rows = kept
-        failed = sum(1 for row in rows if row.error is not None)
+        failed = len(rows) - list(map(_ERROR, rows)).count(None)
         self.rows += len(rows)
         self.failed += failed
         self.succeeded += len(rows) - failed
-        self.tokens["prompt"] += sum(row.prompt_tokens for row in rows)
-        self.tokens["output"] += sum(row.output_tokens for row in rows)
-        self.tokens["cached"] += sum(row.cached_tokens for row in rows)
-        self.tokens["total"] += sum(row.total_tokens for row in rows)
+        for name, read in _TOKENS:
+            self.tokens[name] += sum(map(read, rows))
 
     @property
     def missing_keys(self) -> list[str]:
