@@ -310,14 +310,20 @@ def session_members(leader: int) -> list[int]:
 
 def kill_session(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL a process started by ``launch`` and everything it started, as if its machine had died."""
+    import psutil  # Airflow's own dependency
+
     for _ in range(10):  # a process may fork while we kill; a few rounds find the latecomers
-        members = [pid for pid in session_members(process.pid) if pid != os.getpid()]
+        members = []
+        for pid in session_members(process.pid):
+            with contextlib.suppress(psutil.Error):
+                if pid != os.getpid():
+                    members.append(psutil.Process(pid))
         if not members:
             break
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        for member in members:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+        psutil.wait_procs(members, timeout=5)  # until they are gone, not a fixed pause
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
 
