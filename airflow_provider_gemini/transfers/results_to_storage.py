@@ -16,6 +16,7 @@ from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.results import decode_block, inline_result_lines, schema_columns
+from airflow_provider_gemini.storage import storage_path
 from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
@@ -110,9 +111,11 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         return GeminiHook(gemini_conn_id=self.gemini_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        destination = self._path(self.destination, self.destination_conn_id)
+        destination = storage_path(self.destination, self.destination_conn_id)
         errors_destination = (
-            self._path(self.errors_destination, self.destination_conn_id) if self.errors_destination else None
+            storage_path(self.errors_destination, self.destination_conn_id)
+            if self.errors_destination
+            else None
         )
         if not self.overwrite and destination.exists():
             raise FileExistsError(f"{destination} exists and overwrite=False")
@@ -183,7 +186,7 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if isinstance(self.join_input, (list, tuple)):
             source: Any = self.join_input
         else:
-            path = self._path(self.join_input, self.join_conn_id)
+            path = storage_path(self.join_input, self.join_conn_id)
             with path.open("rb") as handle:
                 source = [json.loads(line) for line in iter_lines(handle) if line.strip()]
         records: dict[str, dict[str, Any]] = {}
@@ -237,13 +240,6 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if failures is not None:
             failures.close()
         return int(writer.bytes_written)
-
-    def _path(self, value: Any, conn_id: str | None) -> ObjectStoragePath:
-        from airflow.sdk import ObjectStoragePath
-
-        if isinstance(value, ObjectStoragePath):
-            return value
-        return ObjectStoragePath(str(value), conn_id=conn_id)
 
 
 def _asset_for(destination: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -223,20 +224,25 @@ def test_templated_destination_declares_no_asset():
     assert [a.uri for a in fixed.outlets] == ["s3://x/out.jsonl"]
 
 
+def file_job(display_name: str, count: int):
+    """A batch job from an uploaded file of ``count`` requests keyed k0, k1 ..."""
+    hook = GeminiHook()
+    lines = b"".join(
+        json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"q{i}"}]}]}}).encode()
+        + b"\n"
+        for i in range(count)
+    )
+    uploaded = hook.upload_file(io.BytesIO(lines))
+    return hook.create_batch(model="gemini-2.5-flash", display_name=display_name, file_name=uploaded["name"])
+
+
 def test_an_unreadable_result_line_in_the_passthrough_is_named_and_leaves_nothing(
     gemini_emulator, tmp_path, monkeypatch
 ):
     from airflow_provider_gemini.batch.errors import ResultsFormatError
     from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 
-    hook = GeminiHook()
-    lines = b"".join(
-        json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"q{i}"}]}]}}).encode()
-        + b"\n"
-        for i in range(20)
-    )
-    uploaded = hook.upload_file(__import__("io").BytesIO(lines))
-    job = hook.create_batch(model="gemini-2.5-flash", display_name="bad", file_name=uploaded["name"])
+    job = file_job("bad", 20)
     real = GeminiHook.iter_result_blocks
 
     def with_a_bad_line(self, name):  # the results as served, then a line that is not JSON
@@ -274,14 +280,7 @@ def test_an_empty_or_blocked_answer_fails_the_same_in_every_format(
 ):
     from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 
-    hook = GeminiHook()
-    lines = b"".join(
-        json.dumps({"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"q{i}"}]}]}}).encode()
-        + b"\n"
-        for i in range(10)
-    )
-    uploaded = hook.upload_file(__import__("io").BytesIO(lines))
-    job = hook.create_batch(model="gemini-2.5-flash", display_name="empty", file_name=uploaded["name"])
+    job = file_job("empty", 10)
     usage = '"usageMetadata": {"promptTokenCount": 7, "totalTokenCount": 7}'
     answers = {  # spelled as a server may write them, not as json.dumps would
         "k3": '{"key": "k3", "response": {"candidates": [ ], ' + usage + "}}",
