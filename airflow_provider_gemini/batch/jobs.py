@@ -17,6 +17,8 @@ class BatchState(str, enum.Enum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
+    #: Vertex AI's ending for a job where some requests failed: it has results, judged like SUCCEEDED.
+    PARTIALLY_SUCCEEDED = "PARTIALLY_SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
@@ -46,14 +48,18 @@ class BatchState(str, enum.Enum):
         return self in TERMINAL_STATES
 
     @property
+    def has_results(self) -> bool:
+        """The job ended with a result file or inline responses to read."""
+        return self in RESULT_STATES
+
+    @property
     def wire(self) -> str:
         """The Developer API's spelling, as the emulator and the REST API use it."""
         return f"BATCH_STATE_{self.value}"
 
 
-TERMINAL_STATES = frozenset(
-    {BatchState.SUCCEEDED, BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
-)
+RESULT_STATES = frozenset({BatchState.SUCCEEDED, BatchState.PARTIALLY_SUCCEEDED})
+TERMINAL_STATES = RESULT_STATES | {BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
 LIVE_STATES = frozenset({BatchState.PENDING, BatchState.RUNNING})
 
 

@@ -25,14 +25,15 @@ def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float = 0.0) -> N
             f"for more than 48 hours expire){said}",
             **_ids(job),
         )
-    if job.state is not BatchState.SUCCEEDED:
+    if not job.state.has_results:
         raise BatchJobError(f"Gemini batch {job.name} is not finished (state {job.state.value})", **_ids(job))
     stats = job.stats
     if stats.failed and stats.request_count:
         ratio = stats.failed / stats.request_count
         if ratio > max_failed_request_ratio:
+            ended = job.state.value.lower().replace("_", " ")
             raise BatchJobError(
-                f"Gemini batch {job.name} succeeded but {stats.failed} of {stats.request_count} "
+                f"Gemini batch {job.name} {ended} but {stats.failed} of {stats.request_count} "
                 f"requests failed ({ratio:.1%}), over max_failed_request_ratio={max_failed_request_ratio}",
                 **_ids(job),
             )

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # in-flight retries forget their job, so it stays.
 STATE_KEY = "gemini_batch_name"
 SUBMITTED_KEY = "gemini_batch_submitted"
-DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED")
+DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "PARTIALLY_SUCCEEDED")
 INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
 # A job that ended badly is not re-attached to (see reattach_states), so clearing the task pays for a new one.
 AFTER_FAILURE = "the job has ended and will not change; clearing this task submits a new job."

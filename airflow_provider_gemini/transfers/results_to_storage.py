@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini._compat import AirflowFailException, iter_lines
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
-from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+from airflow_provider_gemini.batch.jobs import BatchJobInfo
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.results import decode_block, inline_result_lines, schema_columns
 from airflow_provider_gemini.storage import storage_path
@@ -120,13 +120,13 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if not self.overwrite and destination.exists():
             raise FileExistsError(f"{destination} exists and overwrite=False")
         job = self.hook.get_batch(self.batch_name)
-        if job.state.is_terminal and job.state is not BatchState.SUCCEEDED:
+        if job.state.is_terminal and not job.state.has_results:
             raise AirflowFailException(
                 f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store. "
                 "Failing without retry: the job has ended and will not change; clear the task that "
                 "created it to submit a new job."
             )
-        if job.state is not BatchState.SUCCEEDED:
+        if not job.state.has_results:
             raise BatchJobError(
                 f"Gemini batch {job.name} is {job.state.value}, not SUCCEEDED: it has no results to store "
                 "yet. A retry looks again; wait for the job first (GeminiBatchSensor).",

@@ -26,9 +26,17 @@ def test_state_parse_accepts_every_spelling():
     assert BatchState.parse("SOMETHING_NEW") is BatchState.UNSPECIFIED
 
 
-def test_terminal_states_are_exactly_the_four_endings():
+def test_terminal_states_are_exactly_the_five_endings():
     terminal = {s for s in BatchState if s.is_terminal}
-    assert terminal == {BatchState.SUCCEEDED, BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
+    assert terminal == {
+        BatchState.SUCCEEDED,
+        BatchState.PARTIALLY_SUCCEEDED,
+        BatchState.FAILED,
+        BatchState.CANCELLED,
+        BatchState.EXPIRED,
+    }
+    assert {s for s in BatchState if s.has_results} == {BatchState.SUCCEEDED, BatchState.PARTIALLY_SUCCEEDED}
+    assert BatchState.parse("JOB_STATE_PARTIALLY_SUCCEEDED") is BatchState.PARTIALLY_SUCCEEDED
 
 
 def test_operation_keeps_batch_stats_sent_as_strings():

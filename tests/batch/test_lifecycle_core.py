@@ -70,6 +70,13 @@ def test_failed_requests_are_judged_by_the_ratio():
     check_outcome(_job(BatchState.SUCCEEDED, total=100, ok=100))
 
 
+def test_a_partially_succeeded_job_is_judged_like_a_succeeded_one():
+    job = _job(BatchState.PARTIALLY_SUCCEEDED, total=100, ok=97, failed=3)
+    with pytest.raises(BatchJobError, match="partially succeeded but 3 of 100 requests failed"):
+        check_outcome(job, 0.0)
+    check_outcome(job, 0.05)
+
+
 def test_event_payload_round_trip():
     event = BatchEvent(EventStatus.FAILURE, "batches/j1", "it failed", {"state": "FAILED"})
     payload = event.to_payload()

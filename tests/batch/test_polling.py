@@ -40,6 +40,8 @@ def test_a_running_job_waits_one_interval_and_logs_only_news():
         (_job(BatchState.CANCELLED), EventStatus.FAILURE),
         (_job(BatchState.EXPIRED), EventStatus.FAILURE),
         (_job(BatchState.SUCCEEDED, 2, 1, 1), EventStatus.FAILURE),  # over max_failed_request_ratio=0
+        (_job(BatchState.PARTIALLY_SUCCEEDED, 2, 2), EventStatus.SUCCESS),
+        (_job(BatchState.PARTIALLY_SUCCEEDED, 2, 1, 1), EventStatus.FAILURE),
     ],
 )
 def test_a_terminal_job_is_done_with_its_event(job, status):
