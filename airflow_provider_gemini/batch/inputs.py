@@ -8,14 +8,17 @@ normalised, to a local JSONL file while its fingerprint is computed. Any problem
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Annotated, Any
+
+import msgspec
 
 from airflow_provider_gemini.batch.errors import BatchInputError
+from airflow_provider_gemini.batch.overlap import write_behind
 
 # Documented limits: an input file up to 2 GB, inline requests under 20 MB. Read as decimal units,
 # the conservative reading.
@@ -104,6 +107,11 @@ class RequestOptions:
             wire["safetySettings"] = _plain(list(self.safety_settings))
         object.__setattr__(self, "_wire", wire)
 
+    @property
+    def active(self) -> bool:
+        """Whether any option is set, so that requests may change."""
+        return bool(self._wire)
+
     def apply(self, request: dict[str, Any]) -> dict[str, Any]:
         """The request with these options added where it has none of its own."""
         if not self._wire:
@@ -138,66 +146,173 @@ class PreparedInput:
         return self.size_bytes + INLINE_MARGIN < MAX_INLINE_BYTES
 
     def iter_lines(self) -> Iterator[dict[str, Any]]:
-        with open(self.path, encoding="utf-8") as handle:
+        with open(self.path, "rb") as handle:
             for line in handle:
-                yield json.loads(line)
+                yield msgspec.json.decode(line)
 
     def inline_requests(self) -> list[dict[str, Any]]:
         return [{"request": line["request"], "metadata": {"key": line["key"]}} for line in self.iter_lines()]
 
 
-class _Writer:
-    """Writes normalised lines, checking keys, size and computing the fingerprint as it goes."""
+class _KeyIndex:
+    """Which keys repeat, in about 8 bytes a key: their hashes, spread over buckets of arrays.
 
-    def __init__(self, workdir: str | os.PathLike[str], source: str) -> None:
+    A set of two million key strings takes a quarter of a gigabyte; these arrays take 16 MB, and
+    each bucket is checked on its own at the end. A repeated hash is only a suspect: the writer
+    confirms it by comparing the keys themselves.
+    """
+
+    BUCKETS = 256
+
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(self.BUCKETS)]
+
+    def add(self, keys: Iterable[str]) -> None:
+        buckets, mask = self._buckets, self.BUCKETS - 1
+        for hashed in map(hash, keys):
+            buckets[hashed & mask].append(hashed)
+
+    def repeated_hashes(self) -> set[int]:
+        repeated: set[int] = set()
+        for bucket in self._buckets:
+            seen: set[int] = set()
+            if len(seen.union(bucket)) < len(bucket):
+                for hashed in bucket:
+                    if hashed in seen:
+                        repeated.add(hashed)
+                    seen.add(hashed)
+        return repeated
+
+
+class _Writer:
+    """Writes normalised lines, checking the size and computing the fingerprint as it goes, and the
+    keys once every line is in."""
+
+    def __init__(self, workdir: str | os.PathLike[str], source: str, what: str = "line") -> None:
         self.source = source
+        self.what = what
         fd, self.path = tempfile.mkstemp(dir=workdir, prefix="batch-input-", suffix=".jsonl")
         self.handle = os.fdopen(fd, "wb")
         self.digest = hashlib.sha256()
-        self.first_seen: dict[str, int] = {}
+        self.keys = _KeyIndex()
+        self.keys_sample: list[str] = []
+        self.skipped: list[int] = []  # numbers of blank lines, to name lines of the input
         self.size = 0
         self.count = 0
+        # Hashing and writing release the GIL: a thread does both while the next block is checked.
+        self._behind = write_behind(self._sink)
+        self._put = self._behind.__enter__()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
-    def add(self, key: str, request: dict[str, Any], line: int | None, what: str = "line") -> None:
-        if key in self.first_seen:
-            raise self.error(f'duplicate key "{key}" (first seen on {what} {self.first_seen[key]})', line)
-        self.first_seen[key] = line if line is not None else self.count + 1
-        data = (
-            json.dumps({"key": key, "request": request}, ensure_ascii=False, separators=(",", ":")) + "\n"
-        ).encode()
+    def add(self, key: str, request: dict[str, Any], line: int) -> None:
+        """One request, encoded compactly."""
+        self.add_line(key, _encode({"key": key, "request": request}), line)
+
+    def add_line(self, key: str, data: bytes, line: int) -> None:
+        """One encoded line (without its newline), kept byte for byte."""
+        self._write(data + b"\n", [key], line)
+
+    def add_block(self, block: bytes, keys: list[str], first_line: int) -> bool:
+        """Lines already in their final form, kept byte for byte; False (nothing written) when the size
+        limit is crossed, so that the caller takes the lines one by one and names the line."""
+        if self.size + len(block) > MAX_FILE_BYTES:
+            return False
+        self._write(block, keys, first_line)
+        return True
+
+    def skip(self, line: int) -> None:
+        self.skipped.append(line)
+
+    def _write(self, data: bytes, keys: list[str], line: int) -> None:
         self.size += len(data)
         if self.size > MAX_FILE_BYTES:
             raise self.error(
                 f"input is over the {MAX_FILE_BYTES / 1e9:.0f} GB batch file limit "
-                f"({self.size / 1e9:.2f} GB after {self.count + 1} requests)",
+                f"({self.size / 1e9:.2f} GB after {self.count + len(keys)} requests)",
                 line,
             )
+        self.keys.add(keys)
+        if len(self.keys_sample) < 5:
+            self.keys_sample.extend(keys[: 5 - len(self.keys_sample)])
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= FLUSH_BYTES:
+            self._flush()
+        self.count += len(keys)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._put(b"".join(self._pending))
+            self._pending, self._pending_size = [], 0
+
+    def _sink(self, data: bytes) -> None:
         self.handle.write(data)
         self.digest.update(data)
-        self.count += 1
+
+    def _close(self) -> None:
+        try:
+            self._flush()
+        finally:
+            self._behind.__exit__(None, None, None)
+            self.handle.close()
 
     def error(self, reason: str, line: int | None) -> BatchInputError:
+        if line is not None and self.what != "line":
+            return BatchInputError(f"{self.what} {line}: {reason}", source=self.source)
         return BatchInputError(reason, source=self.source, line=line)
 
     def finish(self) -> PreparedInput:
-        self.handle.close()
+        self._close()
         if not self.count:
             raise self.error("no requests: the input is empty", None)
+        if suspects := self.keys.repeated_hashes():
+            self._raise_first_repeat(suspects)
         return PreparedInput(
             path=self.path,
             request_count=self.count,
             size_bytes=self.size,
             fingerprint=self.digest.hexdigest(),
-            keys_sample=tuple(list(self.first_seen)[:5]),
+            keys_sample=tuple(self.keys_sample),
         )
 
+    def _raise_first_repeat(self, suspects: set[int]) -> None:
+        """Read the written lines again for the keys whose hashes repeat; name the first repeat."""
+        first_seen: dict[str, int] = {}
+        with open(self.path, "rb") as written:
+            for index, raw in enumerate(written):
+                key = _key_only.decode(raw).key
+                if hash(key) not in suspects:
+                    continue
+                line = self._line_number(index)
+                if key in first_seen:
+                    raise self.error(
+                        f'duplicate key "{key}" (first seen on {self.what} {first_seen[key]})', line
+                    )
+                first_seen[key] = line
+
+    def _line_number(self, index: int) -> int:
+        """The number in the input of the written line at ``index``, counting the blank lines."""
+        line = index + 1
+        for blank in self.skipped:
+            if blank > line:
+                break
+            line += 1
+        return line
+
     def discard(self) -> None:
-        self.handle.close()
-        os.unlink(self.path)
+        try:
+            self._close()
+        except OSError:
+            pass  # a write that failed is what is being discarded
+        finally:
+            os.unlink(self.path)
 
 
-def _prepare(workdir: str | os.PathLike[str], source: str, fill: Callable[[_Writer], None]) -> PreparedInput:
-    writer = _Writer(workdir, source)
+def _prepare(
+    workdir: str | os.PathLike[str], source: str, fill: Callable[[_Writer], None], what: str = "line"
+) -> PreparedInput:
+    writer = _Writer(workdir, source, what)
     try:
         fill(writer)
         return writer.finish()
@@ -233,46 +348,132 @@ def _key_of(value: Any) -> str | None:
     return None
 
 
-def prepare_from_lines(
-    lines: Iterable[bytes],
+# The shape of a line that is already in its final form: exactly a non-empty string key and a request
+# whose contents each have parts. The rest of the request is skipped in C (``check_request`` is the
+# same rule for one decoded line, with its reasons).
+class _Part(msgspec.Struct, gc=False):
+    pass
+
+
+class _Content(msgspec.Struct, gc=False):
+    parts: Annotated[list[_Part], msgspec.Meta(min_length=1)]
+
+
+class _Request(msgspec.Struct, gc=False):
+    contents: Annotated[list[_Content], msgspec.Meta(min_length=1)]
+
+
+class _KeyOnly(msgspec.Struct, gc=False):
+    key: str
+
+
+class _FinalLine(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    key: Annotated[str, msgspec.Meta(min_length=1)]
+    request: _Request
+
+
+# A block of lines becomes [[line],[line],...]: a line holding anything but one object fails the
+# decode, so every item is exactly one line.
+_final_lines = msgspec.json.Decoder(list[tuple[_FinalLine]])
+_key_only = msgspec.json.Decoder(_KeyOnly)
+_encode = msgspec.json.Encoder().encode
+BLOCK_BYTES = 4 * 1024 * 1024
+FLUSH_BYTES = 1024 * 1024  # single lines are handed to the writing thread in runs of this size
+
+
+def _final_keys(block: bytes) -> list[str] | None:
+    """The keys of a block of ``\\n``-ended lines when every line is already final, else None."""
+    if b"\r" in block or not (block.isascii() or _is_utf8(block)):
+        return None
+    try:
+        lines = _final_lines.decode(b"[[" + block[:-1].replace(b"\n", b"],[") + b"]]")
+    except msgspec.DecodeError:
+        return None
+    keys = [line.key for (line,) in lines]
+    return keys if all(key.strip() for key in keys) else None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _line_blocks(handle: IO[bytes], block_bytes: int) -> Iterator[bytes]:
+    """The file in blocks of whole lines, each ending with ``\\n`` (added to a last line without)."""
+    rest = b""
+    while chunk := handle.read(block_bytes):
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            rest += chunk
+            continue
+        yield rest + chunk[:cut]
+        rest = chunk[cut:]
+    if rest:
+        yield rest + b"\n"
+
+
+def prepare_from_file(
+    handle: IO[bytes],
     *,
     source: str,
     options: RequestOptions | None = None,
     workdir: str | os.PathLike[str],
+    block_bytes: int = BLOCK_BYTES,
 ) -> PreparedInput:
-    """Validate and normalise the raw lines of a JSONL file of ``{"key", "request"}`` objects."""
+    """Validate and normalise a JSONL file of ``{"key", "request"}`` objects, read in blocks.
+
+    A line already in its final form (a string key, a request, nothing else) is kept byte for byte;
+    any other line is decoded, checked with a reason, given the options and re-encoded. A block whose
+    lines are all final is checked in one decode and written whole (see ``benchmarks/prepare_input.py``).
+    """
     options = options or RequestOptions()
 
     def fill(writer: _Writer) -> None:
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
+        number = 1
+        for block in _line_blocks(handle, block_bytes):
+            keys = None if options.active else _final_keys(block)
+            if keys is not None and writer.add_block(block, keys, number):
+                number += len(keys)
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise writer.error(
-                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})", number
-                ) from None
-            try:
-                line = json.loads(text)
-            except ValueError as err:
-                reason = getattr(err, "msg", str(err))
-                column = getattr(err, "colno", None)
-                raise writer.error(f"invalid JSON: {reason} (column {column})", number) from None
-            if not isinstance(line, dict):
-                raise writer.error(f"a line must be a JSON object, not {type(line).__name__}", number)
-            if "key" not in line:
-                raise writer.error('missing "key"', number)
-            key = _key_of(line["key"])
-            if key is None:
-                raise writer.error('"key" must be a non-empty string or an integer', number)
-            if "request" not in line:
-                raise writer.error('missing "request"', number)
-            if problem := check_request(line["request"]):
-                raise writer.error(problem, number)
-            writer.add(key, options.apply(line["request"]), number)
+            for raw in block.split(b"\n")[:-1]:
+                _add_line(writer, raw, number, options)
+                number += 1
 
     return _prepare(workdir, source, fill)
+
+
+def _add_line(writer: _Writer, raw: bytes, number: int, options: RequestOptions) -> None:
+    if not raw.strip():
+        writer.skip(number)
+        return
+    raw = raw.removesuffix(b"\r")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        reason = f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})"
+        raise writer.error(reason, number) from None
+    try:
+        line = msgspec.json.decode(raw)
+    except msgspec.DecodeError as err:
+        raise writer.error(f"invalid JSON: {err}", number) from None
+    if not isinstance(line, dict):
+        raise writer.error(f"a line must be a JSON object, not {type(line).__name__}", number)
+    if "key" not in line:
+        raise writer.error('missing "key"', number)
+    key = _key_of(line["key"])
+    if key is None:
+        raise writer.error('"key" must be a non-empty string or an integer', number)
+    if "request" not in line:
+        raise writer.error('missing "request"', number)
+    if problem := check_request(line["request"]):
+        raise writer.error(problem, number)
+    if not options.active and key is line["key"] and len(line) == 2:
+        writer.add_line(key, raw, number)  # already final: kept as it came, as a whole block would be
+    else:
+        writer.add(key, options.apply(line["request"]), number)
 
 
 def prepare_from_records(
@@ -313,12 +514,9 @@ def prepare_from_records(
                     f"record {number}: prompt template failed: {err}", source=source
                 ) from None
             request = {"contents": [{"role": "user", "parts": [{"text": str(prompt)}]}]}
-            try:
-                writer.add(key, options.apply(request), number, what="record")
-            except BatchInputError as err:
-                raise BatchInputError(f"record {number}: {err.reason}", source=source) from None
+            writer.add(key, options.apply(request), number)
 
-    return _prepare(workdir, source, fill)
+    return _prepare(workdir, source, fill, what="record")
 
 
 def prepare_from_requests(
@@ -345,9 +543,6 @@ def prepare_from_requests(
                 key, request = f"request-{number:06d}", item
             if problem := check_request(request):
                 raise BatchInputError(f"request {number}: {problem}", source=source)
-            try:
-                writer.add(key, options.apply(request), number, what="request")
-            except BatchInputError as err:
-                raise BatchInputError(f"request {number}: {err.reason}", source=source) from None
+            writer.add(key, options.apply(request), number)
 
-    return _prepare(workdir, source, fill)
+    return _prepare(workdir, source, fill, what="request")

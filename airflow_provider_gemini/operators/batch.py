@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,7 +13,6 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini._compat import (
     XCOM_ACCEPTS_NONE,
-    iter_lines,
     push_fields,
     task_state_store,
 )
@@ -235,9 +234,11 @@ class GeminiBatchCreateOperator(BaseOperator):
         )
         if self.input_path is not None:
             source = str(self.input_path)
-            prepared = inputs.prepare_from_lines(
-                self._read_lines(), source=source, options=options, workdir=workdir
-            )
+            path = storage_path(self.input_path, self.input_conn_id)
+            if not path.exists():
+                raise BatchInputError("no such file", source=source)
+            with path.open("rb") as handle:
+                prepared = inputs.prepare_from_file(handle, source=source, options=options, workdir=workdir)
         elif self.records is not None:
             source = "records"
             records = _as_list(self.records, "records")
@@ -269,13 +270,6 @@ class GeminiBatchCreateOperator(BaseOperator):
             prepared.fingerprint[:12],
         )
         return prepared
-
-    def _read_lines(self) -> Iterator[bytes]:
-        path = storage_path(self.input_path, self.input_conn_id)
-        if not path.exists():
-            raise BatchInputError("no such file", source=str(self.input_path))
-        with path.open("rb") as handle:
-            yield from iter_lines(handle)
 
     # -- identity and re-attaching ---------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from airflow_provider_gemini._compat import AirflowFailException, iter_lines
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
+from airflow_provider_gemini.batch.overlap import read_ahead, write_behind
 from airflow_provider_gemini.batch.results import decode_block, inline_result_lines, schema_columns
 from airflow_provider_gemini.storage import storage_path
-from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
 if TYPE_CHECKING:

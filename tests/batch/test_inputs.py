@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from airflow_provider_gemini.batch import inputs
 from airflow_provider_gemini.batch.errors import BatchInputError
 from airflow_provider_gemini.batch.inputs import (
     RequestOptions,
-    prepare_from_lines,
+    prepare_from_file,
     prepare_from_records,
     prepare_from_requests,
 )
@@ -23,7 +24,8 @@ def line(key, text="hello", **request):
 
 
 def prepare(lines, tmp_path, **kwargs):
-    return prepare_from_lines(lines, source="in.jsonl", workdir=tmp_path, **kwargs)
+    """The lines as a file (no newline after the last) read in blocks."""
+    return prepare_from_file(io.BytesIO(b"\n".join(lines)), source="in.jsonl", workdir=tmp_path, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -62,25 +64,78 @@ def prepare(lines, tmp_path, **kwargs):
         "blank_lines",
     ],
 )
-def test_bad_lines_are_named(tmp_path, lines, expected):
+@pytest.mark.parametrize("block_bytes", [inputs.BLOCK_BYTES, 16], ids=["one_block", "tiny_blocks"])
+def test_bad_lines_are_named(tmp_path, lines, expected, block_bytes):
     with pytest.raises(BatchInputError) as info:
-        prepare(lines, tmp_path)
+        prepare(lines, tmp_path, block_bytes=block_bytes)
     assert expected in str(info.value)
     assert list(tmp_path.iterdir()) == []  # the partial file is removed
 
 
+def test_a_bad_line_deep_in_a_block_of_good_ones_is_named(tmp_path):
+    lines = [line(f"k{i}") for i in range(3000)]
+    lines[2499] = line("k7")
+    with pytest.raises(BatchInputError, match=r'line 2500: duplicate key "k7" \(first seen on line 8\)'):
+        prepare(lines, tmp_path)
+    lines[2499] = b'{"key": "k2499", "request": {"contents": [{"parts": []}]}}'
+    with pytest.raises(BatchInputError, match=r'line 2500: contents\[1\] has no "parts"'):
+        prepare(lines, tmp_path, block_bytes=50_000)
+
+
+def test_a_repeat_after_blank_lines_is_named_by_its_line_in_the_input(tmp_path):
+    lines = [b"", line("a"), b"  ", line("b"), b"", line("c"), line("b")]
+    with pytest.raises(BatchInputError, match=r'line 7: duplicate key "b" \(first seen on line 4\)'):
+        prepare(lines, tmp_path)
+
+
+def test_keys_are_checked_in_a_few_bytes_each_and_only_real_repeats_count():
+    index = inputs._KeyIndex()
+    index.add(f"row-{i}" for i in range(100_000))
+    assert index.repeated_hashes() == set()
+    assert sum(len(bucket) * bucket.itemsize for bucket in index._buckets) == 800_000
+    index.add(["row-17", "row-99999"])
+    assert index.repeated_hashes() == {hash("row-17"), hash("row-99999")}
+
+
+def test_a_suspect_hash_without_a_repeated_key_passes(tmp_path):
+    prepared = prepare([line("a"), line("b")], tmp_path)
+    writer = inputs._Writer(tmp_path, "in.jsonl")
+    try:
+        writer.path = prepared.path
+        writer._raise_first_repeat({hash("a"), hash("b")})  # each key once: no error
+    finally:
+        writer.discard()
+
+
+def test_final_lines_are_kept_byte_for_byte_however_the_file_is_cut(tmp_path):
+    lines = [line(f"k{i}", text=f"caf\u00e9 {i}") for i in range(500)]
+    data = b"\n".join(lines) + b"\n"
+    whole = prepare(lines, tmp_path)
+    cut = prepare(lines, tmp_path, block_bytes=333)
+    with_crlf = prepare([lines[0] + b"\r", *lines[1:]], tmp_path)  # a block read line by line
+    with open(whole.path, "rb") as written:
+        assert written.read() == data
+    assert whole.fingerprint == cut.fingerprint == with_crlf.fingerprint
+    assert whole.request_count == cut.request_count == 500
+
+
+def test_a_block_of_final_lines_is_checked_in_one_decode(tmp_path, monkeypatch):
+    def one_by_one(*args):
+        raise AssertionError("a line was taken on its own")
+
+    monkeypatch.setattr(inputs, "_add_line", one_by_one)
+    assert prepare([line(f"k{i}") for i in range(100)], tmp_path).request_count == 100
+    with pytest.raises(AssertionError, match="on its own"):
+        prepare([line("k1"), b'{"key": 1, "request": {"contents": [{"parts": [{"text": "x"}]}]}}'], tmp_path)
+
+
 def test_oversize_is_refused_as_soon_as_the_limit_is_crossed(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs, "MAX_FILE_BYTES", 500)
-    consumed = []
+    handle = io.BytesIO(b"\n".join(line(f"k{i}") for i in range(1000)))
 
-    def lines():
-        for i in range(1000):
-            consumed.append(i)
-            yield line(f"k{i}")
-
-    with pytest.raises(BatchInputError, match="over the 0 GB batch file limit"):
-        prepare(lines(), tmp_path)
-    assert len(consumed) < 20
+    with pytest.raises(BatchInputError, match=r"line 7: input is over the 0 GB batch file limit"):
+        prepare_from_file(handle, source="in.jsonl", workdir=tmp_path, block_bytes=1024)
+    assert handle.tell() <= 1024  # one block read, not the file
 
 
 def test_normalised_output_crlf_and_integer_keys(tmp_path):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from airflow_provider_gemini.transfers._read_ahead import read_ahead, write_behind
+from airflow_provider_gemini.batch.overlap import read_ahead, write_behind
 
 
 def test_items_arrive_in_order():
