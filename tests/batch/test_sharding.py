@@ -116,3 +116,29 @@ def test_the_core_imports_nothing_from_airflow():
             ]
     assert len(files) > 10
     assert found == []
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A private name (``_x``) or module (``_streaming``) is used only inside the package that owns it
+    (``_compat`` belongs to the whole provider, ``hooks._streaming`` to ``hooks``)."""
+    import ast
+    from pathlib import Path
+
+    import airflow_provider_gemini as package
+
+    root = Path(package.__path__[0])
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        importer = ".".join((package.__name__, *path.relative_to(root).parent.parts))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(package.__name__):
+                continue
+            for alias in node.names:
+                parts = f"{node.module}.{alias.name}".split(".")
+                private = next((i for i, part in enumerate(parts) if part.startswith("_")), None)
+                if private is None or parts[private] == "__version__":
+                    continue
+                owner = ".".join(parts[:private])
+                if importer != owner and not importer.startswith(owner + "."):
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {'.'.join(parts)}")
+    assert found == []
