@@ -18,7 +18,12 @@ from airflow_provider_gemini._compat import (
 )
 from airflow_provider_gemini.batch.errors import BatchInputError, GeminiApiError
 from airflow_provider_gemini.batch.events import BatchEvent
-from airflow_provider_gemini.batch.identity import display_name_for, fingerprint_text, job_identity
+from airflow_provider_gemini.batch.identity import (
+    display_name_for,
+    fingerprint_text,
+    job_identity,
+    same_task_instance,
+)
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.polling import PollDecider
 from airflow_provider_gemini.endings import cancel_best_effort, finish_event
@@ -181,13 +186,13 @@ class GeminiBatchCreateOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix="gemini-batch-") as workdir:
             # Validation first: nothing below this line runs for an invalid input.
             prepared = self._prepare(workdir)
-            fingerprint = prepared.fingerprint if prepared else fingerprint_text(str(self.input_file_name))
-            display_name = self._display_name(context, fingerprint)
-            job = None if self.force_rerun else self._find_existing(context, display_name)
+            submission = self._submission(prepared)
+            display_name = self._display_name(context, submission)
+            job = None if self.force_rerun else self._find_existing(context, display_name, submission)
             reattached = job is not None
             if job is None:
                 job = self._submit(prepared, display_name)
-                self._remember(context, job.name)
+                self._remember(context, job.name, display_name, submission)
         self._batch_name = job.name
         GeminiBatchJobLink.persist(context, self._console_url(job.name))
         result = {
@@ -273,19 +278,31 @@ class GeminiBatchCreateOperator(BaseOperator):
 
     # -- identity and re-attaching ---------------------------------------------------------------
 
-    def _display_name(self, context: Context, fingerprint: str) -> str:
+    def _submission(self, prepared: PreparedInput | None) -> dict[str, str]:
+        """What a job is paid for: the input, the model, and the account (connection and API)."""
+        return {
+            "input": prepared.fingerprint if prepared else fingerprint_text(str(self.input_file_name)),
+            "model": _model_name(self.model),
+            "gemini_conn_id": self.gemini_conn_id,
+            "api": "vertex_ai" if self.hook.settings.vertexai else "gemini_developer_api",
+        }
+
+    def _display_name(self, context: Context, submission: dict[str, str]) -> str:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
+        fingerprint = fingerprint_text(*(f"{name}={value}" for name, value in sorted(submission.items())))
         identity = job_identity(self.dag_id, self.task_id, context["run_id"], map_index, fingerprint)
         prefix = self.display_name_prefix or f"{self.dag_id}.{self.task_id}"
         return display_name_for(identity, prefix)
 
-    def _find_existing(self, context: Context, display_name: str) -> BatchJobInfo | None:
+    def _find_existing(
+        self, context: Context, display_name: str, submission: dict[str, str]
+    ) -> BatchJobInfo | None:
         """The job this task instance already submitted for this input, if it is still worth having."""
         remembered = self._recall(context)
-        if remembered:
+        if remembered and remembered.get("display_name", display_name) == display_name:
             try:
-                job = self.hook.get_batch(remembered)
+                job = self.hook.get_batch(remembered["batch_name"])
             except GeminiApiError as err:
                 if err.code != 404:
                     raise
@@ -294,30 +311,50 @@ class GeminiBatchCreateOperator(BaseOperator):
                 self.log.info("Re-attached to %s (%s), recorded by an earlier try", job.name, job.state.value)
                 return job
         # The API lookup also finds a job submitted just before a crash, before it was recorded.
-        matches = [
-            j for j in self.hook.list_batches(display_name=display_name) if j.state in self.reattach_states
-        ]
+        matches = []
+        for job in self.hook.list_batches():
+            if job.display_name == display_name and job.state in self.reattach_states:
+                matches.append(job)
+            elif job.display_name == display_name:
+                self.log.info(
+                    "Not re-using %s (%s): only %s jobs are re-attached",
+                    job.name,
+                    job.state.value,
+                    ", ".join(sorted(s.value for s in self.reattach_states)),
+                )
+            elif job.display_name and same_task_instance(job.display_name, display_name):
+                self.log.info(
+                    "Not re-using %s (%s): this task instance submitted it for another %s; "
+                    "submitting a new job",
+                    job.name,
+                    job.state.value,
+                    _what_changed(job, submission, remembered),
+                )
         if not matches:
             return None
         job = max(matches, key=lambda j: j.create_time or "")
         self.log.info(
             "Re-attached to %s (%s), found by its display name %s", job.name, job.state.value, display_name
         )
-        self._remember(context, job.name)
+        self._remember(context, job.name, display_name, submission)
         return job
 
-    def _recall(self, context: Context) -> str | None:
+    def _recall(self, context: Context) -> dict[str, Any] | None:
         # Airflow 3.0-3.2 have no store: the display-name lookup alone finds an earlier try's job.
         store = task_state_store(context)
         if store is None:
             return None
         value = store.get(STATE_KEY)
-        return value if isinstance(value, str) else None
+        if isinstance(value, str):  # written by 0.1: the job's name alone
+            return {"batch_name": value}
+        return value if isinstance(value, dict) and "batch_name" in value else None
 
-    def _remember(self, context: Context, batch_name: str) -> None:
+    def _remember(
+        self, context: Context, batch_name: str, display_name: str, submission: dict[str, str]
+    ) -> None:
         store = task_state_store(context)
         if store is not None:
-            store.set(STATE_KEY, batch_name)
+            store.set(STATE_KEY, {"batch_name": batch_name, "display_name": display_name, **submission})
 
     # -- submitting and waiting ----------------------------------------------------------------
 
@@ -384,6 +421,20 @@ class GeminiBatchCreateOperator(BaseOperator):
 
     def _console_url(self, batch_name: str) -> str:
         return batch_console_url(batch_name)
+
+
+def _what_changed(job: BatchJobInfo, submission: dict[str, str], remembered: dict[str, Any] | None) -> str:
+    """What differs between an earlier submission of a task instance and this one, as far as is known."""
+    if remembered and remembered.get("batch_name") == job.name:
+        before = remembered
+    else:  # no record of it (Airflow < 3.3, or a record overwritten since): the API says the model
+        before = {"model": job.model} if job.model else {}
+    changed = [
+        f"{name} {before[name]!r} -> {value!r}"
+        for name, value in submission.items()
+        if name in before and before[name] != value
+    ]
+    return ", ".join(changed) or "input, connection or API (its fingerprint differs)"
 
 
 def _model_name(model: str) -> str:

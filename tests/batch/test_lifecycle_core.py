@@ -4,7 +4,12 @@ import pytest
 
 from airflow_provider_gemini.batch.errors import BatchJobError, GeminiApiError, is_transient
 from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
-from airflow_provider_gemini.batch.identity import MAX_DISPLAY_NAME, display_name_for, job_identity
+from airflow_provider_gemini.batch.identity import (
+    MAX_DISPLAY_NAME,
+    display_name_for,
+    job_identity,
+    same_task_instance,
+)
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState, BatchStats
 from airflow_provider_gemini.batch.outcome import check_outcome
 from airflow_provider_gemini.batch.progress import ProgressLog, format_progress
@@ -27,6 +32,16 @@ def test_identity_is_stable_and_ignores_nothing_that_matters():
     }
     assert base not in others
     assert len(others) == 5
+
+
+def test_a_task_instance_knows_its_other_submissions_but_not_other_runs():
+    name = display_name_for(job_identity("dag", "task", "run1", -1, "flash"), "dag.task")
+    other_model = display_name_for(job_identity("dag", "task", "run1", -1, "pro"), "dag.task")
+    other_run = display_name_for(job_identity("dag", "task", "run2", -1, "flash"), "dag.task")
+    assert name != other_model
+    assert same_task_instance(name, other_model)
+    assert not same_task_instance(name, other_run)
+    assert not same_task_instance(name, "dag.task-short")
 
 
 def test_display_name_is_safe_and_bounded():

@@ -39,7 +39,7 @@ def create_and_wait(
 @dag(dag_id={dag_id!r}, schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False,
      default_args={{"retries": {retries}, "retry_delay": datetime.timedelta(seconds=0)}})
 def the_dag():
-    create = {create_class}(task_id="create", model="gemini-2.5-flash", **{_py(create_kwargs)})
+    create = {create_class}(task_id="create", **{_py({"model": "gemini-2.5-flash", **create_kwargs})})
 {sensor}
 
 the_dag()

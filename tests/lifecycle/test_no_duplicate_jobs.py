@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 from datetime import datetime, timezone
 
 import pytest
 
+from airflow_provider_gemini._compat import HAS_TASK_STATE_STORE
 from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
 from airflow_provider_gemini.hooks.gemini import GeminiHook
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
@@ -22,10 +24,10 @@ DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 # A worker that dies right after the job was created, before anything recorded it.
 CRASHING_CREATE = """
 class CrashAfterSubmit(GeminiBatchCreateOperator):
-    def _remember(self, context, batch_name):
+    def _remember(self, context, batch_name, *identity):
         if context["ti"].try_number == 1:
             raise RuntimeError("worker lost just after the job was submitted")
-        super()._remember(context, batch_name)
+        super()._remember(context, batch_name, *identity)
 """
 
 
@@ -59,6 +61,76 @@ def test_other_runs_and_changed_input_get_their_own_job(gemini_emulator):
     changed = {**RECORD_INPUT, "prompt_template": "Name {name} in one word."}
     run_dag("nd_distinct", create_and_wait("nd_distinct", create_kwargs=changed), logical_date=DAY)
     assert gemini_emulator.stats()["jobs_created"] == 3
+
+
+@pytest.mark.parametrize(
+    ("changed", "said"),
+    [
+        ({"model": "gemini-2.5-pro"}, "model 'models/gemini-2.5-flash' -> 'models/gemini-2.5-pro'"),
+        ({"gemini_conn_id": "gemini_other"}, "input, connection or API (its fingerprint differs)"),
+    ],
+    ids=["model", "connection"],
+)
+def test_a_changed_model_or_account_gets_its_own_job_and_the_log_says_why(
+    gemini_emulator, monkeypatch, capfd, changed, said
+):
+    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_OTHER", os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
+    gemini_emulator.freeze()  # the first job is still running when the task runs again
+    gemini_emulator.configure(running_seconds=60)
+    run_dag("nd_bill", create_and_wait("nd_bill", create_kwargs=RECORD_INPUT), logical_date=DAY)
+    again = create_and_wait("nd_bill", create_kwargs={**RECORD_INPUT, **changed})
+    dag_run = run_dag("nd_bill", again, logical_date=DAY)  # the create task cleared, with the change
+
+    result = xcom_values("nd_bill", dag_run.run_id)[("create", "return_value")]
+    assert result["reattached"] is False
+    assert result["model"] == f"models/{changed.get('model', 'gemini-2.5-flash')}"
+    assert gemini_emulator.stats()["jobs_created"] == 2
+    said_why = f"this task instance submitted it for another {said}; submitting a new job"
+    assert said_why in capfd.readouterr().out
+
+
+# A try that fails after its job was recorded; the next one asks for another model.
+SWITCHING_CREATE = """
+class SwitchModelOnRetry(GeminiBatchCreateOperator):
+    def execute(self, context):
+        if context["ti"].try_number > 1:
+            self.model = "gemini-2.5-pro"
+        result = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("lost after the job was recorded")
+        return result
+"""
+
+
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the task state store arrived in Airflow 3.3")
+def test_a_retry_for_another_model_says_what_the_recorded_job_was_for(gemini_emulator, capfd):
+    gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=60)
+    source = create_and_wait(
+        "nd_switch",
+        create_kwargs=RECORD_INPUT,
+        create_class="SwitchModelOnRetry",
+        extra_source=SWITCHING_CREATE,
+        retries=1,
+    )
+    dag_run = run_dag("nd_switch", source)
+    assert task_states(dag_run) == {"create": "success"}
+    assert gemini_emulator.stats()["jobs_created"] == 2
+    assert (
+        "this task instance submitted it for another model 'models/gemini-2.5-flash' -> "
+        "'models/gemini-2.5-pro'; submitting a new job" in capfd.readouterr().out
+    )
+
+
+def test_an_ended_job_is_not_reused_and_the_log_says_why(gemini_emulator, capfd):
+    gemini_emulator.configure(job_outcome="FAILED", job_error="quota exceeded")
+    source = create_and_wait("nd_failed", create_kwargs={**RECORD_INPUT, "wait_for_completion": True})
+    run_dag("nd_failed", source, logical_date=DAY)
+    gemini_emulator.configure(job_outcome="SUCCEEDED")
+    run_dag("nd_failed", logical_date=DAY)
+    assert gemini_emulator.stats()["jobs_created"] == 2
+    said_why = "(FAILED): only PARTIALLY_SUCCEEDED, PENDING, RUNNING, SUCCEEDED jobs are re-attached"
+    assert said_why in capfd.readouterr().out
 
 
 def test_force_rerun_submits_anew_on_purpose(gemini_emulator):
