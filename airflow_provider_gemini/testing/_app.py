@@ -522,8 +522,7 @@ async def batch_cancel(request: Request, emu: Emulator, match: re.Match[str]) ->
 
 async def batch_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     job = emu.job(match.group("id"))
-    emu.state.jobs.pop(job.id)
-    emu.state.save()
+    emu.state.delete_job(job)
     return {}
 
 

@@ -192,7 +192,7 @@ class Emulated:
 
     data_dir: Path
     api_key: str | None = None
-    persist: bool = False  # write state.json on every change (only when the user asked for a data dir)
+    persist: bool = False  # keep a journal of changes (only when the user asked for a data dir)
     settings: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SETTINGS))
     files: dict[str, StoredFile] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -211,37 +211,72 @@ class Emulated:
         self._load()
 
     # -- persistence ---------------------------------------------------------------------------
+    # A journal of JSON lines, one appended per change (a file added or deleted, a job created, ended
+    # or deleted) with the counters of that moment: a change costs one short write however many jobs
+    # exist. Loading replays it, then rewrites it compactly.
 
     @property
-    def state_path(self) -> Path:
-        return self.data_dir / "state.json"
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.jsonl"
 
     def blob(self, file_id: str) -> Path:
         return self.data_dir / "files" / file_id
 
-    def save(self) -> None:
+    def record(self, **change: Any) -> None:
+        """Append one change (and the counters) to the journal, when the user asked for a data dir."""
         if not self.persist:
             return
-        data = {
-            "files": [asdict(f) for f in self.files.values()],
-            "jobs": [asdict(j) for j in self.jobs.values()],
+        change["counters"] = {
+            "jobs_created": self.jobs_created,
+            "files_created": self.files_created,
+            "caches_created": self.caches_created,
+            "calls": self.calls,
         }
-        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".state-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, self.state_path)
+        with open(self.journal_path, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps(change) + "\n")
 
     def _load(self) -> None:
-        if not self.state_path.exists():
+        if not self.persist or not self.journal_path.exists():
             return
-        data = json.loads(self.state_path.read_text())
-        for raw in data.get("files", []):
-            stored = StoredFile(**raw)
+        with open(self.journal_path, encoding="utf-8") as journal:
+            for line in journal:
+                try:
+                    self._replay(json.loads(line))
+                except ValueError:
+                    continue  # a line cut short by a kill while it was written
+        self._compact()
+
+    def _replay(self, change: dict[str, Any]) -> None:
+        if "file" in change:
+            stored = StoredFile(**change["file"])
             self.files[stored.id] = stored
-        for raw in data.get("jobs", []):
+        if "file_deleted" in change:
+            self.files.pop(change["file_deleted"], None)
+        if "job" in change:
+            raw = dict(change["job"])
             items = raw.pop("items", None)
             job = Job(**raw, items=[RequestItem(**i) for i in items] if items is not None else None)
             self.jobs[job.id] = job
+        if "job_ended" in change and (job := self.jobs.get(change["job_ended"]["id"])):
+            for name, value in change["job_ended"].items():
+                setattr(job, name, value)
+        if "job_deleted" in change:
+            self.jobs.pop(change["job_deleted"], None)
+        counters = change.get("counters", {})
+        self.jobs_created = counters.get("jobs_created", self.jobs_created)
+        self.files_created = counters.get("files_created", self.files_created)
+        self.caches_created = counters.get("caches_created", self.caches_created)
+        self.calls.update(counters.get("calls", {}))
+
+    def _compact(self) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".journal-")
+        with os.fdopen(fd, "w", encoding="utf-8") as journal:
+            for stored in self.files.values():
+                journal.write(json.dumps({"file": asdict(stored)}) + "\n")
+            for job in self.jobs.values():
+                journal.write(json.dumps({"job": asdict(job)}) + "\n")
+        os.replace(tmp, self.journal_path)
+        self.record()  # the counters
 
     def reset(self) -> None:
         for stored in list(self.files.values()):
@@ -258,7 +293,9 @@ class Emulated:
         self.jobs_created = self.files_created = self.caches_created = 0
         self.rng = random.Random(20261125)
         self.clock = Clock()
-        self.save()
+        if self.persist:
+            self.journal_path.unlink(missing_ok=True)
+            self.record()
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -282,13 +319,13 @@ class Emulated:
         )
         self.files[file_id] = stored
         self.files_created += 1
-        self.save()
+        self.record(file=asdict(stored))
         return stored
 
     def delete_file(self, file_id: str) -> None:
         self.files.pop(file_id)
         self.blob(file_id).unlink(missing_ok=True)
-        self.save()
+        self.record(file_deleted=file_id)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -337,7 +374,7 @@ class Emulated:
         )
         self.jobs[job.id] = job
         self.jobs_created += 1
-        self.save()
+        self.record(job=asdict(job))
         return job
 
     def cache(self, name: str) -> dict[str, Any] | None:
@@ -365,7 +402,12 @@ class Emulated:
         job.final_state = state
         job.final_error = error
         job.ended = self.clock.now()
-        self.save()
+        ending = ("final_state", "final_error", "ended", "output_file", "inline_output")
+        self.record(job_ended={"id": job.id, **{name: getattr(job, name) for name in ending}})
+
+    def delete_job(self, job: Job) -> None:
+        self.jobs.pop(job.id)
+        self.record(job_deleted=job.id)
 
     def progress(self, job: Job) -> tuple[int, int, int]:
         """(succeeded, failed, pending) request counts as the job stands now."""

@@ -303,6 +303,37 @@ def test_data_dir_survives_a_restart(tmp_path):
         done = client.batches.get(name=job.name)
         assert done.state == types.JobState.JOB_STATE_SUCCEEDED
         assert b'"key": "a"' in client.files.download(file=done.dest.file_name)
+        stats = second.stats()
+    assert stats["jobs_created"] == 1  # the counts survive the restart too
+    assert stats["files_created"] == 2  # the upload and the result file
+    assert stats["calls"]["creates"] == 1
+
+
+def test_each_change_appends_one_line_however_many_jobs_exist(tmp_path):
+    state = Emulated(data_dir=tmp_path, api_key="k", persist=True)
+    jobs = [
+        state.new_job(
+            kind="generate",
+            model="models/gemini-2.5-flash",
+            display_name=f"job-{i}",
+            items=[],
+            input_file=None,
+            request_count=0,
+            failed_count=0,
+        )
+        for i in range(200)
+    ]
+    before = state.journal_path.stat().st_size
+    for job in jobs:
+        state.end(job, "CANCELLED")
+    ended = state.journal_path.read_text().splitlines()[-200:]
+    assert all('"job_ended"' in line for line in ended)
+    assert state.journal_path.stat().st_size - before == sum(len(line) + 1 for line in ended)
+
+    reloaded = Emulated(data_dir=tmp_path, api_key="k", persist=True)
+    assert {job.final_state for job in reloaded.jobs.values()} == {"CANCELLED"}
+    assert reloaded.jobs_created == 200
+    assert len(reloaded.journal_path.read_text().splitlines()) == 201  # compacted: a line a job, the counts
 
 
 def test_cli_prints_its_address_and_serves(tmp_path):
