@@ -9,25 +9,33 @@ retryable error (a retry polls again).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_gemini._compat import AirflowFailException, AirflowSensorTimeout
 from airflow_provider_gemini.batch.errors import GeminiApiError
 from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
 
+# Airflow's own timeout of a deferred wait: a backstop behind the trigger's deadline, which ends the
+# wait first and cancels the job when the task asks for it.
+BACKSTOP = timedelta(minutes=5)
 
-def finish_event(event: BatchEvent, log: Any, *, after_failure: str) -> dict[str, Any]:
+
+def finish_event(
+    event: BatchEvent, log: Any, *, after_failure: str, cancel: Callable[[str], Any] | None = None
+) -> dict[str, Any]:
     """The job summary of a successful wait, or the exception that ends the task.
 
     :param event: how the wait ended (from the trigger, or from the poll loop on a worker).
     :param log: the task's logger.
     :param after_failure: what the reader should do about a job that ended badly (a sentence).
+    :param cancel: cancels the job when the wait timed out (given when ``cancel_on_kill`` is set).
     """
     if event.status is EventStatus.SUCCESS and event.job is not None:
         log.info(event.message)
         return event.job
     if event.status is EventStatus.TIMEOUT:
-        raise AirflowSensorTimeout(event.message)
+        raise AirflowSensorTimeout(event.message + timed_out(cancel, event.batch_name, log))
     if event.status is EventStatus.UNAVAILABLE:
         raise GeminiApiError(event.message)
     if event.status is EventStatus.FAILURE:
@@ -35,14 +43,28 @@ def finish_event(event: BatchEvent, log: Any, *, after_failure: str) -> dict[str
     raise AirflowFailException(event.message)
 
 
-def cancel_best_effort(cancel: Callable[[str], Any], batch_name: str, log: Any) -> None:
-    """Cancel a job from ``on_kill``: the task is dying anyway, so a refusal is logged, never raised.
+def timed_out(cancel: Callable[[str], Any] | None, batch_name: str, log: Any) -> str:
+    """Cancel the job of a wait that timed out, when the task asks for it; the sentence that says so."""
+    if cancel is None:
+        return " The job may still be running (cancel_on_kill is off): clear the task to wait again."
+    if cancel_best_effort(cancel, batch_name, log, why="Wait timed out"):
+        return " The job was cancelled (cancel_on_kill)."
+    return " Cancelling the job failed (see the log): it may still be running."
+
+
+def cancel_best_effort(
+    cancel: Callable[[str], Any], batch_name: str, log: Any, why: str = "Task killed"
+) -> bool:
+    """Cancel a job from ``on_kill`` or at a timeout: the task ends anyway, so a refusal is logged, never
+    raised. Returns whether the API took the cancel.
 
     A job that has just finished answers 400 FAILED_PRECONDITION, and an exception here would only
-    hide why the task was killed.
+    hide why the task ended.
     """
-    log.info("Task killed: cancelling Gemini batch %s", batch_name)
+    log.info("%s: cancelling Gemini batch %s", why, batch_name)
     try:
         cancel(batch_name)
     except Exception as err:
         log.warning("Could not cancel Gemini batch %s (it may have ended already): %s", batch_name, err)
+        return False
+    return True

@@ -159,8 +159,8 @@ class PollDecider:
                     Action.GIVE_UP,
                     event=self._event(
                         EventStatus.TIMEOUT,
-                        f"Stopped waiting for Gemini batch {self.batch_name}: the timeout passed (the job "
-                        "may still be running; the task fails without retry, clear it to wait again)",
+                        f"Stopped waiting for Gemini batch {self.batch_name}: the timeout passed; the "
+                        "task fails without retry.",
                     ),
                     log=line,
                     warning=warning,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,7 +27,7 @@ from airflow_provider_gemini.batch.identity import (
 )
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.polling import PollDecider
-from airflow_provider_gemini.endings import cancel_best_effort, finish_event
+from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event
 from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
 from airflow_provider_gemini.storage import storage_path
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
@@ -210,11 +211,20 @@ class GeminiBatchCreateOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: the create result, with the final state and counts."""
-        job = finish_event(BatchEvent.from_payload(event), self.log, after_failure=AFTER_FAILURE)
+        job = finish_event(
+            BatchEvent.from_payload(event),
+            self.log,
+            after_failure=AFTER_FAILURE,
+            cancel=self._cancel_on_timeout,
+        )
         # Kept in XCom rather than the defer kwargs, which `dag.test()` does not carry through.
         ti = context["ti"]
         result = ti.xcom_pull(task_ids=self.task_id, key=SUBMITTED_KEY, map_indexes=ti.map_index)
         return self._output(context, {**(result or {}), "state": job["state"], "job": job})
+
+    @property
+    def _cancel_on_timeout(self) -> Callable[[str], Any] | None:
+        return self.hook.cancel_batch if self.cancel_on_kill else None
 
     def on_kill(self) -> None:
         # Only reached while waiting on a worker; a deferred wait is cancelled by the trigger's on_kill
@@ -382,8 +392,22 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.log.info("Created Gemini batch %s (%s) as %s", job.name, job.state.value, display_name)
         return job
 
+    def _deadline(self, context: Context) -> float | None:
+        """When waiting stops: ``wait_timeout`` from now, or the end of ``execution_timeout`` from the
+        task's start, whichever comes first. Airflow does not enforce ``execution_timeout`` on a
+        deferred task, so the trigger keeps it, and the job is cancelled there when ``cancel_on_kill``."""
+        now = time.time()
+        ends = []
+        if self.wait_timeout:
+            ends.append(now + self.wait_timeout)
+        if self.execution_timeout:
+            started = getattr(context["ti"], "start_date", None)
+            began = started.timestamp() if started else now
+            ends.append(began + self.execution_timeout.total_seconds())
+        return min(ends) if ends else None
+
     def _wait(self, context: Context, job: BatchJobInfo, result: dict[str, Any]) -> dict[str, Any]:
-        deadline = time.time() + self.wait_timeout if self.wait_timeout else None
+        deadline = self._deadline(context)
         if self.deferrable and not job.state.is_terminal:
             context["ti"].xcom_push(key=SUBMITTED_KEY, value=result)
             self.defer(
@@ -396,6 +420,8 @@ class GeminiBatchCreateOperator(BaseOperator):
                     cancel_on_kill=self.cancel_on_kill,
                 ),
                 method_name="execute_complete",
+                # Airflow's own limit, a backstop behind the trigger's deadline.
+                timeout=timedelta(seconds=deadline - time.time()) + BACKSTOP if deadline else None,
             )
         decider = PollDecider(
             job.name,
@@ -411,7 +437,9 @@ class GeminiBatchCreateOperator(BaseOperator):
             except Exception as err:
                 outcome = err
             decision = decider.observe(outcome, time.time(), self.log)
-        summary = finish_event(decision.event, self.log, after_failure=AFTER_FAILURE)
+        summary = finish_event(
+            decision.event, self.log, after_failure=AFTER_FAILURE, cancel=self._cancel_on_timeout
+        )
         return {**result, "state": summary["state"], "job": summary}
 
     def _output(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:

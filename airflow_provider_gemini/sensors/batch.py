@@ -14,7 +14,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_gemini._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.polling import PollDecider
-from airflow_provider_gemini.endings import cancel_best_effort, finish_event
+from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event, timed_out
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 
 if TYPE_CHECKING:
@@ -69,7 +69,13 @@ class GeminiBatchSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as err:  # the base class's own timeout, between pokes
+                if not self.cancel_on_kill:
+                    raise
+                said = timed_out(self.hook.cancel_batch, self.batch_name, self.log)
+                raise AirflowSensorTimeout(f"{err}.{said}") from err
         # One look first: a job that already ended needs no trip through the triggerer.
         job = self.hook.get_batch(self.batch_name)
         decision = self._decider().on_job(job, time.time())
@@ -87,7 +93,7 @@ class GeminiBatchSensor(BaseSensorOperator):
                 cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + timedelta(minutes=5) if self.timeout else None,
+            timeout=timedelta(seconds=self.timeout) + BACKSTOP if self.timeout else None,
         )
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -123,7 +129,8 @@ class GeminiBatchSensor(BaseSensorOperator):
         return self._poll
 
     def _finish(self, event: BatchEvent) -> dict[str, Any]:
-        return finish_event(event, self.log, after_failure=AFTER_FAILURE)
+        cancel = self.hook.cancel_batch if self.cancel_on_kill else None
+        return finish_event(event, self.log, after_failure=AFTER_FAILURE, cancel=cancel)
 
     def _skip_if_soft(self, finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         # What the base class's poke loop does with a failure, for the paths that bypass it.

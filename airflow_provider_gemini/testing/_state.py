@@ -257,9 +257,9 @@ class Emulated:
             items = raw.pop("items", None)
             job = Job(**raw, items=[RequestItem(**i) for i in items] if items is not None else None)
             self.jobs[job.id] = job
-        if "job_ended" in change and (job := self.jobs.get(change["job_ended"]["id"])):
+        if "job_ended" in change and (ended := self.jobs.get(change["job_ended"]["id"])):
             for name, value in change["job_ended"].items():
-                setattr(job, name, value)
+                setattr(ended, name, value)
         if "job_deleted" in change:
             self.jobs.pop(change["job_deleted"], None)
         counters = change.get("counters", {})

@@ -130,7 +130,7 @@ def test_the_deadline_shortens_the_last_wait_then_gives_up_with_a_timeout():
     late = decider.on_job(_job(BatchState.RUNNING), now=104)
     assert late.action is Action.GIVE_UP
     assert late.event.status is EventStatus.TIMEOUT
-    assert "may still be running" in late.event.message
+    assert "the timeout passed; the task fails without retry" in late.event.message
 
 
 def test_a_job_that_ended_is_done_even_after_the_deadline():

@@ -170,3 +170,62 @@ def test_killing_a_waiting_create_task_cancels_its_job(gemini_emulator):
     keep = GeminiBatchCreateOperator(task_id="k", model="m", requests=[{}], cancel_on_kill=False)
     keep._batch_name = "batches/never-touched"
     keep.on_kill()  # would raise on an unknown job if it called the API
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "on_the_worker"])
+@pytest.mark.parametrize("cancel_on_kill", [True, False], ids=["cancels", "keeps"])
+def test_a_create_whose_wait_times_out_cancels_its_job_when_asked(
+    gemini_emulator, capfd, deferrable, cancel_on_kill
+):
+    gemini_emulator.freeze()  # the job never ends by itself
+    gemini_emulator.configure(running_seconds=60)
+    dag_id = f"lc_wait_timeout_{deferrable}_{cancel_on_kill}"
+    create = {
+        **RECORD_INPUT,
+        "wait_for_completion": True,
+        "deferrable": deferrable,
+        "poll_interval": 0.05,
+        "wait_timeout": 0.01,  # past at the first poll, however fast the machine
+        "cancel_on_kill": cancel_on_kill,
+    }
+    dag_run = run_dag(dag_id, create_and_wait(dag_id, create_kwargs=create))
+    assert task_states(dag_run) == {"create": "failed"}
+    [job] = GeminiHook().list_batches()
+    out = capfd.readouterr().out
+    assert "the timeout passed; the task fails without retry" in out
+    if cancel_on_kill:
+        assert job.state.value == "CANCELLED"
+        assert "The job was cancelled (cancel_on_kill)" in out
+    else:
+        assert job.state.value == "RUNNING"
+        assert "The job may still be running (cancel_on_kill is off)" in out
+
+
+def test_the_wait_ends_with_execution_timeout_or_wait_timeout_whichever_is_first():
+    from datetime import datetime, timedelta, timezone
+    from types import SimpleNamespace
+
+    from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+
+    started = datetime.now(timezone.utc) - timedelta(seconds=100)
+    context = {"ti": SimpleNamespace(start_date=started)}
+    both = GeminiBatchCreateOperator(
+        task_id="t", model="m", requests=[{}], wait_timeout=3600, execution_timeout=timedelta(seconds=160)
+    )
+    assert both._deadline(context) == pytest.approx(started.timestamp() + 160, abs=0.01)
+    only_wait = GeminiBatchCreateOperator(task_id="w", model="m", requests=[{}], wait_timeout=30)
+    assert only_wait._deadline(context) == pytest.approx(datetime.now(timezone.utc).timestamp() + 30, abs=1)
+    assert GeminiBatchCreateOperator(task_id="n", model="m", requests=[{}])._deadline(context) is None
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "poke"])
+def test_a_sensor_timeout_cancels_the_job_only_with_cancel_on_kill(gemini_emulator, capfd, deferrable):
+    gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=60)
+    dag_id = f"lc_sensor_timeout_{deferrable}"
+    sensor = {"deferrable": deferrable, "poke_interval": 0.05, "timeout": 0.01, "cancel_on_kill": True}
+    dag_run = run_dag(dag_id, create_and_wait(dag_id, create_kwargs=RECORD_INPUT, sensor_kwargs=sensor))
+    assert task_states(dag_run) == {"create": "success", "wait": "failed"}
+    [job] = GeminiHook().list_batches()
+    assert job.state.value == "CANCELLED"
+    assert "The job was cancelled (cancel_on_kill)" in capfd.readouterr().out

@@ -43,7 +43,7 @@ async def test_deadline_gives_a_timeout_event(gemini_emulator):
         batch_name=job.name, poll_interval=0.05, deadline=time.time() + 0.3
     ).wait()
     assert event.status is EventStatus.TIMEOUT
-    assert "may still be running" in event.message
+    assert "the timeout passed" in event.message
 
 
 async def test_on_kill_cancels_only_when_asked(gemini_emulator):
