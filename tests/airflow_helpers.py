@@ -91,3 +91,17 @@ def rendered_fields(dag_id: str, run_id: str) -> list[Any]:
     with create_session() as session:
         rows = session.query(RenderedTaskInstanceFields).filter_by(dag_id=dag_id, run_id=run_id).all()
         return [row.rendered_fields for row in rows]
+
+
+def as_killed_by_user(trigger: Any, monkeypatch: Any, state: str | None) -> Any:
+    """``trigger`` as the triggerer hands it over (its task instance set), for a task a user left in
+    ``state`` (None: cleared). The state is what the triggerer's link to the API server would answer."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    trigger.task_instance = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1)
+    monkeypatch.setattr(
+        RuntimeTaskInstance, "get_task_states", staticmethod(lambda **query: {"r": {"t": state}})
+    )
+    return trigger

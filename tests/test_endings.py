@@ -12,6 +12,7 @@ from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
 from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
 from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+from tests.airflow_helpers import as_killed_by_user
 
 pytestmark = pytest.mark.usefixtures("gemini_connection")
 INLINE = [
@@ -56,9 +57,12 @@ def test_a_cancel_the_api_refuses_in_on_kill_is_logged_not_raised(gemini_emulato
     assert GeminiHook().get_batch(job.name).state.value == "SUCCEEDED"
 
 
-async def test_a_cancel_the_api_refuses_in_the_triggers_on_kill_is_logged_not_raised(gemini_emulator, capfd):
+async def test_a_cancel_the_api_refuses_in_the_triggers_on_kill_is_logged_not_raised(
+    gemini_emulator, capfd, monkeypatch
+):
     job = ended_job(gemini_emulator)
-    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=True).on_kill()
+    trigger = GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=True)
+    await as_killed_by_user(trigger, monkeypatch, "failed").on_kill()
     assert gemini_emulator.stats()["calls"]["cancels"] == 1
     assert _refused_cancel_warned(capfd, job.name)
 

@@ -93,14 +93,26 @@ class GeminiBatchTrigger(BaseTrigger):
             await asyncio.sleep(decision.seconds)
 
     async def on_kill(self) -> None:
-        """Cancel the job when a user kills the deferred task.
+        """Cancel the job when a user marks the deferred task failed, and only then.
 
-        Airflow 3.3+ calls this (see ``_compat.HAS_TRIGGER_ON_KILL``); older releases only cancel the
-        trigger, as they do when the triggerer stops, so there the job is left running.
+        Airflow 3.3+ calls this on clear, mark-failed and mark-success alike, without saying which
+        (see ``_compat.HAS_TRIGGER_ON_KILL``; older releases never call it). The task instance's state
+        tells them apart: a task marked failed cancels its job; a cleared task re-attaches to it on its
+        next run, and one marked successful keeps it. When the state cannot be read, the job is kept:
+        paid work is never thrown away on a guess.
         """
         if not self.cancel_on_kill:
             return
-        self.log.info("Task killed: cancelling Gemini batch %s", self.batch_name)
+        state = await self._task_state()
+        if state != "failed":
+            self.log.info(
+                "The deferred task was %s by a user: Gemini batch %s keeps running (only marking the "
+                "task failed cancels it)",
+                {"success": "marked successful", None: "cleared"}.get(state, f"set to {state}"),
+                self.batch_name,
+            )
+            return
+        self.log.info("The task was marked failed: cancelling Gemini batch %s", self.batch_name)
         # Best effort: a job that has just finished answers 400 FAILED_PRECONDITION.
         try:
             await self.hook.acancel_batch(self.batch_name)
@@ -108,3 +120,25 @@ class GeminiBatchTrigger(BaseTrigger):
             self.log.warning(
                 "Could not cancel Gemini batch %s (it may have ended already): %s", self.batch_name, err
             )
+
+    async def _task_state(self) -> str | None:
+        """The deferred task instance's state, read through the triggerer's link to the API server."""
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return "unknown"
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            states = await asyncio.to_thread(
+                RuntimeTaskInstance.get_task_states,
+                dag_id=ti.dag_id,
+                task_ids=[ti.task_id],
+                run_ids=[ti.run_id],
+                map_index=ti.map_index,
+            )
+        except Exception as err:
+            self.log.warning("Could not read the state of the killed task (%s): keeping its job", err)
+            return "unknown"
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.get(ti.run_id, {}).get(key)
+        return None if state is None else str(getattr(state, "value", state))

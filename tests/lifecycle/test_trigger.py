@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_gemini.batch.events import EventStatus
 from airflow_provider_gemini.hooks.gemini import GeminiHook
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+from tests.airflow_helpers import as_killed_by_user
 
 pytestmark = pytest.mark.usefixtures("gemini_connection")
 INLINE = [{"request": {"contents": [{"parts": [{"text": "hi"}]}]}, "metadata": {"key": "a"}}]
@@ -46,14 +47,33 @@ async def test_deadline_gives_a_timeout_event(gemini_emulator):
     assert "the timeout passed" in event.message
 
 
-async def test_on_kill_cancels_only_when_asked(gemini_emulator):
+@pytest.mark.parametrize(
+    ("cancel_on_kill", "state", "kept"),
+    [
+        (True, "failed", False),  # marked failed: cancelled
+        (True, None, True),  # cleared: the next run re-attaches to it
+        (True, "success", True),  # marked successful: kept
+        (False, "failed", True),  # the task did not ask for it
+    ],
+    ids=["marked_failed", "cleared", "marked_success", "not_asked"],
+)
+async def test_on_kill_cancels_only_a_task_marked_failed_that_asked_for_it(
+    gemini_emulator, monkeypatch, cancel_on_kill, state, kept
+):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     job = new_job()
-    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=False).on_kill()
+    trigger = GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=cancel_on_kill)
+    await as_killed_by_user(trigger, monkeypatch, state).on_kill()
+    assert GeminiHook().get_batch(job.name).state.value == ("RUNNING" if kept else "CANCELLED")
+
+
+async def test_on_kill_keeps_the_job_when_the_tasks_state_cannot_be_read(gemini_emulator):
+    gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=60)
+    job = new_job()
+    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=True).on_kill()  # no task instance
     assert GeminiHook().get_batch(job.name).state.value == "RUNNING"
-    await GeminiBatchTrigger(batch_name=job.name, cancel_on_kill=True).on_kill()
-    assert GeminiHook().get_batch(job.name).state.value == "CANCELLED"
 
 
 def test_serialized_form_holds_no_secret(gemini_emulator):
