@@ -195,6 +195,9 @@ def _row(line: _Line[Any], text: bool, parse_json: bool) -> ResultRow:
 def _text(content: _Content | None) -> str | None:
     if content is None or not content.parts:
         return None
+    if len(content.parts) == 1:  # the usual answer, without the list and the join
+        part = content.parts[0]
+        return None if part.thought else part.text
     texts = [p.text for p in content.parts if p.text is not None and not p.thought]
     return "".join(texts) if texts else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -213,15 +213,15 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         if records:
             first = next(iter(records.values()))
             known = [*(known or []), *(k for k in first if k != self.join_key)]
-        writer = writer_for(self.output_format, sink, known)
         failures = writer_for("flat_jsonl", failures_sink) if failures_sink is not None else None
         raw = self.output_format == "jsonl"
         line_number = 1
-        # The passthrough writes each block as it came, in a thread (the disk overlaps the decoding).
-        with write_behind(writer.write_block) if raw else nullcontext(None) as write_raw:
+        # The destination is written in a thread: the disk overlaps the decoding.
+        with write_behind(sink.write) as put:
+            writer = writer_for(self.output_format, _WrittenBehind(put), known)
             for block in self._result_blocks(job):
-                if write_raw is not None:
-                    write_raw(block)
+                if raw:
+                    writer.write_block(block)
                 rows = decode_block(block, first_line=line_number, parse_json=self.parse_json, text=not raw)
                 line_number += block.count(b"\n")
                 builder.add_rows(rows)
@@ -236,10 +236,21 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
                     if records is not None:
                         extra = {k: v for k, v in records.get(row.key, {}).items() if k != self.join_key}
                     writer.write(row.to_record(parse_json=self.parse_json, extra=extra))
-        writer.close()
+            writer.close()
         if failures is not None:
             failures.close()
         return int(writer.bytes_written)
+
+
+class _WrittenBehind:
+    """A sink that hands each write to ``write_behind``'s thread."""
+
+    def __init__(self, put: Callable[[bytes], None]) -> None:
+        self.put = put
+
+    def write(self, data: Any) -> int:
+        self.put(bytes(data))  # copies only what is not bytes yet: a writer may reuse its buffer
+        return len(data)
 
 
 def _asset_for(destination: Any) -> Any:
