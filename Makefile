@@ -55,6 +55,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/stream_results.py
 	$(BIN)/python benchmarks/results_transfer.py
+	$(BIN)/python benchmarks/prepare_input.py
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache
