@@ -1,12 +1,13 @@
 """Files on any object storage, as the operators and helpers take them (an ``ObjectStoragePath`` or a
-path or URI string): one coercion for every module, and shard files written whole.
+path or URI string): one coercion for every module, and one way to write a file whole.
 
 Airflow-side on purpose: the pure core (``batch/``) imports nothing from Airflow.
 """
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gemini._compat import iter_lines
@@ -57,9 +58,28 @@ def split_requests_file(
 
 
 def _write_whole(target: ObjectStoragePath, lines: list[bytes]) -> Shard:
-    temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    with temporary.open("wb") as sink:
+    with atomic_sink(target) as sink:
         for line in lines:
             sink.write(line)
-    temporary.rename(target)
     return Shard(path=str(target), rows=len(lines), bytes=sum(map(len, lines)))
+
+
+@contextmanager
+def atomic_sink(destination: ObjectStoragePath) -> Iterator[Any]:
+    """A binary stream to a hidden sibling of ``destination``, moved into place only on success.
+
+    On any failure the sibling is removed; a killed process leaves at most the hidden sibling, never
+    a partial ``destination``. The sibling's name is fixed, so the retry of a killed transfer writes
+    over what it left and nothing stays behind.
+    """
+    temporary = destination.parent / f".{destination.name}.partial"
+    if destination.protocol in ("", "file", "local"):
+        destination.parent.mkdir(parents=True, exist_ok=True)  # object stores have no folders to make
+    try:
+        with temporary.open("wb") as sink:
+            yield sink
+        temporary.rename(destination)
+    except BaseException:
+        with suppress(Exception):  # cleaning up must not hide the real error
+            temporary.unlink(missing_ok=True)
+        raise

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +16,7 @@ from airflow_provider_gemini.batch.jobs import BatchJobInfo
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.overlap import read_ahead, write_behind
 from airflow_provider_gemini.batch.results import decode_block, inline_result_lines, schema_columns
-from airflow_provider_gemini.storage import storage_path
+from airflow_provider_gemini.storage import atomic_sink, storage_path
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
 if TYPE_CHECKING:
@@ -269,23 +268,3 @@ def _uri(path: ObjectStoragePath) -> str:
         text = str(path)
         return text if "://" in text else f"file://{text}"
     return f"{path.protocol}://{path.path}"
-
-
-@contextmanager
-def atomic_sink(destination: ObjectStoragePath) -> Iterator[Any]:
-    """A binary stream to a hidden sibling of ``destination``, moved into place only on success.
-
-    On any failure the sibling is removed; a killed process leaves at most the hidden sibling, never
-    a partial ``destination``.
-    """
-    temporary = destination.parent / f".{destination.name}.{uuid.uuid4().hex[:12]}.tmp"
-    if destination.protocol in ("", "file", "local"):
-        destination.parent.mkdir(parents=True, exist_ok=True)  # object stores have no folders to make
-    try:
-        with temporary.open("wb") as sink:
-            yield sink
-        temporary.rename(destination)
-    except BaseException:
-        with suppress(Exception):  # cleaning up must not hide the real error
-            temporary.unlink(missing_ok=True)
-        raise

@@ -172,7 +172,9 @@ op.execute({})
 """
 
 
-def test_a_transfer_killed_mid_stream_leaves_no_object_at_destination(gemini_emulator, tmp_path):
+def test_a_transfer_killed_mid_stream_leaves_nothing_and_its_retry_exactly_the_file(
+    gemini_emulator, tmp_path
+):
     lines = b"".join(
         json.dumps(
             {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"item {i} " * 20}]}]}}
@@ -183,13 +185,13 @@ def test_a_transfer_killed_mid_stream_leaves_no_object_at_destination(gemini_emu
     hook = GeminiHook()
     uploaded = hook.upload_file(__import__("io").BytesIO(lines))
     job = hook.create_batch(model="gemini-2.5-flash", display_name="big", file_name=uploaded["name"])
-    gemini_emulator.add_fault(operations=["downloads"], chunk_delay_seconds=0.2)
+    gemini_emulator.add_fault(operations=["downloads"], chunk_delay_seconds=0.2, count=1)  # the first try
     destination = tmp_path / "out.parquet"
     child = subprocess.Popen(
         [sys.executable, "-c", KILLED_TRANSFER, job.name, str(destination)], env=os.environ.copy()
     )
     deadline = time.monotonic() + 60
-    while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
+    while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
         assert child.poll() is None, "the transfer ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -197,6 +199,14 @@ def test_a_transfer_killed_mid_stream_leaves_no_object_at_destination(gemini_emu
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     assert not destination.exists()
+
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    retry = GeminiBatchResultsToStorageOperator(
+        task_id="t", batch_name=job.name, destination=str(destination), output_format="parquet"
+    )
+    assert retry.execute({})["succeeded"] == 3000
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # the killed try's part is gone
 
 
 def test_static_destination_is_an_asset_with_an_event(gemini_emulator, tmp_path):
