@@ -55,6 +55,13 @@ class GeminiSettings:
         )
 
     @property
+    def longest_call(self) -> float:
+        """Seconds one API call may take with all its retries (60 s an attempt when the connection sets
+        no timeout): how long a create sent by a try that died may still take to land."""
+        attempts = max(1, self.retry_attempts)
+        return (self.timeout or 60.0) * attempts + self.retry_max_delay * (attempts - 1)
+
+    @property
     def download_base(self) -> str:
         """``<base>/download/<version>``: where result files stream from."""
         return f"{self.base_url or DEFAULT_BASE_URL}/download/{self.api_version or DEFAULT_API_VERSION}"

@@ -192,8 +192,7 @@ class GeminiBatchCreateOperator(BaseOperator):
             job = None if self.force_rerun else self._find_existing(context, display_name, submission)
             reattached = job is not None
             if job is None:
-                job = self._submit(prepared, display_name)
-                self._remember(context, job.name, display_name, submission)
+                job = self._submit_once(context, prepared, display_name, submission)
         self._batch_name = job.name
         GeminiBatchJobLink.persist(context, self._console_url(job.name))
         result = {
@@ -308,11 +307,19 @@ class GeminiBatchCreateOperator(BaseOperator):
     def _find_existing(
         self, context: Context, display_name: str, submission: dict[str, str]
     ) -> BatchJobInfo | None:
-        """The job this task instance already submitted for this input, if it is still worth having."""
+        """The job this task instance already submitted for this input, if it is still worth having.
+
+        With a task state store (Airflow 3.3+) a try knows what the earlier ones did: the job they
+        recorded is read back, and a first try that finds no record lists nothing. The account's jobs
+        are listed only when the record is missing (no store, or a later try) or says a create was
+        sent but never answered: that job may still land, so the list is repeated after the longest
+        time a create can take before a new job is submitted.
+        """
         remembered = self._recall(context)
-        if remembered and remembered.get("display_name", display_name) == display_name:
+        own = remembered if remembered and remembered.get("display_name") == display_name else None
+        if own and "batch_name" in own:
             try:
-                job = self.hook.get_batch(remembered["batch_name"])
+                job = self.hook.get_batch(own["batch_name"])
             except GeminiApiError as err:
                 if err.code != 404:
                     raise
@@ -320,7 +327,34 @@ class GeminiBatchCreateOperator(BaseOperator):
             if job is not None and job.display_name == display_name and job.state in self.reattach_states:
                 self.log.info("Re-attached to %s (%s), recorded by an earlier try", job.name, job.state.value)
                 return job
-        # The API lookup also finds a job submitted just before a crash, before it was recorded.
+        elif remembered and not own and "batch_name" in remembered:
+            self.log.info(
+                "Not re-using %s from an earlier try: it was submitted for another %s; submitting a new job",
+                remembered["batch_name"],
+                _what_changed(None, submission, remembered),
+            )
+        if own is None and task_state_store(context) is not None and context["ti"].try_number <= 1:
+            return None  # the first try, and nothing recorded: no job can exist
+        job = self._listed(display_name, submission, remembered)
+        if job is None and own is not None and "batch_name" not in own:
+            grace = self.hook.settings.longest_call
+            self.log.warning(
+                "An earlier try sent a create for %s and died before it was answered; waiting %.0f s "
+                "(the longest a create can take) for that job to show up before submitting a new one",
+                display_name,
+                grace,
+            )
+            time.sleep(grace)
+            job = self._listed(display_name, submission, remembered)
+        if job is not None:
+            self._remember(context, job.name, display_name, submission)
+        return job
+
+    def _listed(
+        self, display_name: str, submission: dict[str, str], remembered: dict[str, Any] | None
+    ) -> BatchJobInfo | None:
+        """The newest re-attachable job with this display name in the account's list, saying why the
+        other jobs of this task instance are not re-used."""
         matches = []
         for job in self.hook.list_batches():
             if job.display_name == display_name and job.state in self.reattach_states:
@@ -346,18 +380,17 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.log.info(
             "Re-attached to %s (%s), found by its display name %s", job.name, job.state.value, display_name
         )
-        self._remember(context, job.name, display_name, submission)
         return job
 
     def _recall(self, context: Context) -> dict[str, Any] | None:
-        # Airflow 3.0-3.2 have no store: the display-name lookup alone finds an earlier try's job.
+        """What an earlier try recorded: its job, or its intent to create one (Airflow 3.3+)."""
         store = task_state_store(context)
         if store is None:
             return None
         value = store.get(STATE_KEY)
         if isinstance(value, str):  # written by 0.1: the job's name alone
             return {"batch_name": value}
-        return value if isinstance(value, dict) and "batch_name" in value else None
+        return value if isinstance(value, dict) and "display_name" in value else None
 
     def _remember(
         self, context: Context, batch_name: str, display_name: str, submission: dict[str, str]
@@ -365,6 +398,28 @@ class GeminiBatchCreateOperator(BaseOperator):
         store = task_state_store(context)
         if store is not None:
             store.set(STATE_KEY, {"batch_name": batch_name, "display_name": display_name, **submission})
+
+    def _submit_once(
+        self, context: Context, prepared: PreparedInput | None, display_name: str, submission: dict[str, str]
+    ) -> BatchJobInfo:
+        """Submit, with the intent recorded before the paid call and the job right after it: a try that
+        dies in between leaves the intent, which tells the next try a create may be in flight."""
+        store = task_state_store(context)
+        if store is not None:
+            store.set(STATE_KEY, {"display_name": display_name, "intent_at": time.time(), **submission})
+        try:
+            job = self._submit(prepared, display_name)
+        except GeminiApiError as err:
+            if (
+                store is not None
+                and err.code is not None
+                and 400 <= err.code < 500
+                and err.code not in (408, 429)
+            ):
+                store.delete(STATE_KEY)  # the API refused it: nothing was created
+            raise
+        self._remember(context, job.name, display_name, submission)
+        return job
 
     # -- submitting and waiting ----------------------------------------------------------------
 
@@ -451,12 +506,15 @@ class GeminiBatchCreateOperator(BaseOperator):
         return batch_console_url(batch_name)
 
 
-def _what_changed(job: BatchJobInfo, submission: dict[str, str], remembered: dict[str, Any] | None) -> str:
-    """What differs between an earlier submission of a task instance and this one, as far as is known."""
-    if remembered and remembered.get("batch_name") == job.name:
+def _what_changed(
+    job: BatchJobInfo | None, submission: dict[str, str], remembered: dict[str, Any] | None
+) -> str:
+    """What differs between an earlier submission of a task instance and this one, as far as is known:
+    from the earlier try's record (``job`` None: the recorded one), else the model the API reports."""
+    if remembered and (job is None or remembered.get("batch_name") == job.name):
         before = remembered
     else:  # no record of it (Airflow < 3.3, or a record overwritten since): the API says the model
-        before = {"model": job.model} if job.model else {}
+        before = {"model": job.model} if job is not None and job.model else {}
     changed = [
         f"{name} {before[name]!r} -> {value!r}"
         for name, value in submission.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 from datetime import datetime, timezone
 
@@ -31,7 +32,58 @@ class CrashAfterSubmit(GeminiBatchCreateOperator):
 """
 
 
-def test_cleared_and_rerun_create_task_reattaches(gemini_emulator):
+# A try that fails after its job was submitted and recorded (a lost worker, a failing callback).
+FAILING_AFTER_SUBMIT = """
+class FailAfterSubmit(GeminiBatchCreateOperator):
+    def execute(self, context):
+        result = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("lost after the job was recorded")
+        return result
+"""
+
+# A try that records its intent and dies before its create is sent.
+DYING_BEFORE_CREATE = """
+class DieBeforeCreate(GeminiBatchCreateOperator):
+    def execute(self, context):
+        self.first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+    def _submit(self, prepared, display_name):
+        if self.first_try:
+            raise RuntimeError("worker lost before the create was sent")
+        return super()._submit(prepared, display_name)
+"""
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["running", "succeeded"])
+def test_a_retry_reattaches_to_the_job_its_first_try_paid_for(gemini_emulator, ended):
+    gemini_emulator.freeze()  # running (or already succeeded) when the retry looks
+    gemini_emulator.configure(running_seconds=0 if ended else 60)
+    source = create_and_wait(
+        "nd_retry",
+        create_kwargs=RECORD_INPUT,
+        create_class="FailAfterSubmit",
+        extra_source=FAILING_AFTER_SUBMIT,
+        retries=1,
+    )
+    dag_run = run_dag("nd_retry", source)
+    assert task_states(dag_run) == {"create": "success"}
+    result = xcom_values("nd_retry", dag_run.run_id)[("create", "return_value")]
+    assert result["reattached"] is True
+    assert result["state"] == ("SUCCEEDED" if ended else "RUNNING")
+    stats = gemini_emulator.stats()
+    assert stats["jobs_created"] == 1
+    if HAS_TASK_STATE_STORE:  # the first try listed nothing, the retry read its record back
+        assert stats["calls"]["lists"] == 0
+
+
+@pytest.mark.skipif(
+    HAS_TASK_STATE_STORE,
+    reason="dag.test() re-creates the run, which with a task state store is a new run (and a first try "
+    "lists nothing); a real clear keeps the record and re-attaches: tests/e2e/test_user_actions.py",
+)
+def test_without_a_state_store_a_rerun_finds_its_job_by_display_name(gemini_emulator):
     gemini_emulator.freeze()  # still running when the task runs again, however long that takes
     gemini_emulator.configure(running_seconds=60)
     source = create_and_wait("nd_clear", create_kwargs=RECORD_INPUT)
@@ -45,13 +97,26 @@ def test_cleared_and_rerun_create_task_reattaches(gemini_emulator):
     assert gemini_emulator.stats()["jobs_created"] == 1
 
 
-def test_succeeded_job_is_reused_not_paid_again(gemini_emulator):
-    source = create_and_wait("nd_done", create_kwargs=RECORD_INPUT, sensor_kwargs={"poke_interval": 0.1})
-    run_dag("nd_done", source, logical_date=DAY)
-    again = run_dag("nd_done", logical_date=DAY)
-    assert task_states(again) == {"create": "success", "wait": "success"}
-    assert xcom_values("nd_done", again.run_id)[("create", "return_value")]["reattached"] is True
-    assert gemini_emulator.stats()["jobs_created"] == 1
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the intent is kept in the task state store (3.3)")
+def test_a_retry_after_a_create_never_sent_waits_the_grace_then_pays_once(
+    gemini_emulator, monkeypatch, capfd
+):
+    conn = json.loads(os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
+    conn["extra"].update(timeout=0.2, retry_attempts=1)  # the longest a create can take: 0.2 s
+    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_DEFAULT", json.dumps(conn))
+    source = create_and_wait(
+        "nd_intent",
+        create_kwargs=RECORD_INPUT,
+        create_class="DieBeforeCreate",
+        extra_source=DYING_BEFORE_CREATE,
+        retries=1,
+    )
+    dag_run = run_dag("nd_intent", source)
+    assert task_states(dag_run) == {"create": "success"}
+    stats = gemini_emulator.stats()
+    assert stats["jobs_created"] == 1
+    assert stats["calls"]["lists"] == 2  # before and after the grace
+    assert "died before it was answered; waiting 0 s" in capfd.readouterr().out
 
 
 def test_other_runs_and_changed_input_get_their_own_job(gemini_emulator):
@@ -85,8 +150,9 @@ def test_a_changed_model_or_account_gets_its_own_job_and_the_log_says_why(
     assert result["reattached"] is False
     assert result["model"] == f"models/{changed.get('model', 'gemini-2.5-flash')}"
     assert gemini_emulator.stats()["jobs_created"] == 2
-    said_why = f"this task instance submitted it for another {said}; submitting a new job"
-    assert said_why in capfd.readouterr().out
+    if not HAS_TASK_STATE_STORE:  # else the re-created run is a first try, which lists nothing
+        said_why = f"this task instance submitted it for another {said}; submitting a new job"
+        assert said_why in capfd.readouterr().out
 
 
 # A try that fails after its job was recorded; the next one asks for another model.
@@ -123,11 +189,17 @@ def test_a_retry_for_another_model_says_what_the_recorded_job_was_for(gemini_emu
 
 
 def test_an_ended_job_is_not_reused_and_the_log_says_why(gemini_emulator, capfd):
-    gemini_emulator.configure(job_outcome="FAILED", job_error="quota exceeded")
-    source = create_and_wait("nd_failed", create_kwargs={**RECORD_INPUT, "wait_for_completion": True})
-    run_dag("nd_failed", source, logical_date=DAY)
-    gemini_emulator.configure(job_outcome="SUCCEEDED")
-    run_dag("nd_failed", logical_date=DAY)
+    gemini_emulator.configure(running_seconds=0, job_outcome="FAILED", job_error="quota exceeded")
+    source = create_and_wait(
+        "nd_failed",
+        create_kwargs=RECORD_INPUT,
+        create_class="FailAfterSubmit",
+        extra_source=FAILING_AFTER_SUBMIT,
+        retries=1,
+    )
+    dag_run = run_dag("nd_failed", source)  # the first try's job fails; the retry looks for it
+    assert task_states(dag_run) == {"create": "success"}
+    assert xcom_values("nd_failed", dag_run.run_id)[("create", "return_value")]["reattached"] is False
     assert gemini_emulator.stats()["jobs_created"] == 2
     said_why = "(FAILED): only PARTIALLY_SUCCEEDED, PENDING, RUNNING, SUCCEEDED jobs are re-attached"
     assert said_why in capfd.readouterr().out
