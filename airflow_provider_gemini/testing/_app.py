@@ -142,6 +142,8 @@ class Emulator:
         # Settling awaits the result file's writing; without this, a second GET in that gap would
         # settle the same job again and write its results twice.
         self.settling = asyncio.Lock()
+        # Requests a fault holds: the list-call count that releases each, its release, its end.
+        self.held: list[tuple[int, asyncio.Event, asyncio.Event]] = []
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -170,10 +172,13 @@ class Emulator:
     ) -> Response:
         state = self.state
         state.calls[operation] += 1
+        if operation == "lists":
+            await self.release_held()
         latency = float(state.settings.get("latency_seconds") or 0)
         if latency:
             await asyncio.sleep(latency)
         fault = state.pick_fault(operation)
+        held = await self.hold(request, fault)
         try:
             if needs_key:
                 self.check_key(request)
@@ -188,9 +193,36 @@ class Emulator:
             result = await handler(request, self, match)
         except ApiError as err:
             return error_response(err.code, err.message, err.status)
+        finally:
+            if held is not None:
+                held.set()
         if isinstance(result, (Response, BodyStream)):
             return result  # type: ignore[return-value]
         return JSONResponse(result)
+
+    async def hold(self, request: Request, fault: Fault | None) -> asyncio.Event | None:
+        """For a ``hold_until_lists`` fault: receive the request whole, then wait for its release.
+        Returns the event to set once the request has been acted on."""
+        if fault is None or not fault.hold_until_lists:
+            return None
+        await request.body()
+        release, done = asyncio.Event(), asyncio.Event()
+        self.held.append((self.state.calls["lists"] + fault.hold_until_lists, release, done))
+        self.state.held_requests += 1
+        try:
+            await release.wait()
+        finally:
+            self.state.held_requests -= 1
+        return done
+
+    async def release_held(self) -> None:
+        """Act on the held requests this list call releases, before the list is answered."""
+        due = [entry for entry in self.held if entry[0] <= self.state.calls["lists"]]
+        for entry in due:
+            self.held.remove(entry)
+            entry[1].set()
+        for _, _, done in due:
+            await done.wait()
 
     def job(self, job_id: str) -> Job:
         job = self.state.jobs.get(job_id)

@@ -184,6 +184,9 @@ class Fault:
     chunk_delay_seconds: float = 0.0
     rate: float = 1.0
     count: int | None = None
+    # Hold the request, received whole, until this many more list calls arrive; it is then acted on
+    # before that list is answered, whatever its client did meanwhile (as behind a proxy that held it).
+    hold_until_lists: int | None = None
 
 
 @dataclass
@@ -201,6 +204,7 @@ class Emulated:
     calls: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALL_NAMES, 0))
     caches: dict[str, dict[str, Any]] = field(default_factory=dict)  # context caches, by id
     jobs_created: int = 0
+    held_requests: int = 0  # requests a hold_until_lists fault is holding now
     caches_created: int = 0
     files_created: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(20261125))
@@ -442,6 +446,7 @@ class Emulated:
             "jobs_created": self.jobs_created,
             "files_created": self.files_created,
             "live_jobs": live,
+            "held_requests": self.held_requests,
             "caches_created": self.caches_created,
             "live_caches": sorted(c["name"] for c in self.caches.values()),
         }

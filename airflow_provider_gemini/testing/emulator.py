@@ -91,7 +91,9 @@ class EmulatorClient:
 
     def add_fault(self, **rule: Any) -> None:
         """Inject a fault: operations, status, drop, drop_after_bytes, delay_seconds,
-        chunk_delay_seconds, rate, count."""
+        chunk_delay_seconds, rate, count, hold_until_lists (a request received whole is held until that
+        many more list calls arrive, then acted on before that list is answered, whatever its client
+        did meanwhile)."""
         self._call("POST", "faults", rule)
 
     def clear_faults(self) -> None:

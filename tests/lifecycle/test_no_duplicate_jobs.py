@@ -119,6 +119,64 @@ def test_a_retry_after_a_create_never_sent_waits_the_grace_then_pays_once(
     assert "died before it was answered; waiting 0 s" in capfd.readouterr().out
 
 
+# A try that dies while its create is on its way: the server has it whole, holds it, and acts on it
+# later, whatever the client did (a proxy held it).
+DYING_WITH_CREATE_IN_FLIGHT = """
+import contextlib
+import threading
+
+from airflow_provider_gemini.testing.emulator import EmulatorClient
+
+
+class DieWithCreateInFlight(GeminiBatchCreateOperator):
+    def execute(self, context):
+        self.first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+    def _submit(self, prepared, display_name):
+        if not self.first_try:
+            return super()._submit(prepared, display_name)
+        emulator = EmulatorClient(self.hook.settings.base_url)
+        submit = super()._submit
+
+        def send():
+            with contextlib.suppress(Exception):  # the client gives up; the server acts on it anyway
+                submit(prepared, display_name)
+
+        threading.Thread(target=send, daemon=True).start()
+        while not emulator.stats()["held_requests"]:
+            pass  # until the server has the request
+        raise RuntimeError("worker lost with its create in flight")
+"""
+
+
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the intent is kept in the task state store (3.3)")
+def test_a_create_in_flight_when_its_try_died_is_found_after_the_wait_not_paid_twice(
+    gemini_emulator, monkeypatch, capfd
+):
+    conn = json.loads(os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
+    conn["extra"].update(timeout=0.2, retry_attempts=1)  # the longest a create can take: 0.2 s
+    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_DEFAULT", json.dumps(conn))
+    gemini_emulator.freeze()
+    gemini_emulator.configure(running_seconds=60)
+    # The dead try's create lands between the retry's list before its wait and the one after it.
+    gemini_emulator.add_fault(operations=["creates"], hold_until_lists=2, count=1)
+    source = create_and_wait(
+        "nd_in_flight",
+        create_kwargs=RECORD_INPUT,
+        create_class="DieWithCreateInFlight",
+        extra_source=DYING_WITH_CREATE_IN_FLIGHT,
+        retries=1,
+    )
+    dag_run = run_dag("nd_in_flight", source)
+    assert task_states(dag_run) == {"create": "success"}
+    result = xcom_values("nd_in_flight", dag_run.run_id)[("create", "return_value")]
+    assert result["reattached"] is True
+    stats = gemini_emulator.stats()
+    assert (stats["jobs_created"], stats["calls"]["creates"], stats["calls"]["lists"]) == (1, 1, 2)
+    assert "died before it was answered; waiting 0 s" in capfd.readouterr().out
+
+
 def test_other_runs_and_changed_input_get_their_own_job(gemini_emulator):
     source = create_and_wait("nd_distinct", create_kwargs=RECORD_INPUT)
     run_dag("nd_distinct", source, logical_date=DAY)
