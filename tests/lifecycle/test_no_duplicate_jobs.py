@@ -22,6 +22,22 @@ pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
 RECORD_INPUT = {"records": RECORDS, "prompt_template": "Describe {name}.", "key_field": "id"}
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
+
+def retrying(dag_id: str, create_class: str, class_source: str, create_kwargs: dict) -> str:
+    """A DAG of one create task of ``create_class`` (defined in ``class_source``) with one retry."""
+    return create_and_wait(
+        dag_id, create_kwargs=create_kwargs, create_class=create_class, extra_source=class_source, retries=1
+    )
+
+
+def creates_take_at_most_a_fifth_of_a_second(monkeypatch) -> None:
+    """A connection whose create calls give up after 0.2 s without a retry: the wait for a create in
+    flight is then 0.2 s."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
+    conn["extra"].update(timeout=0.2, retry_attempts=1)
+    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_DEFAULT", json.dumps(conn))
+
+
 # A worker that dies right after the job was created, before anything recorded it.
 CRASHING_CREATE = """
 class CrashAfterSubmit(GeminiBatchCreateOperator):
@@ -60,13 +76,7 @@ class DieBeforeCreate(GeminiBatchCreateOperator):
 def test_a_retry_reattaches_to_the_job_its_first_try_paid_for(gemini_emulator, ended):
     gemini_emulator.freeze()  # running (or already succeeded) when the retry looks
     gemini_emulator.configure(running_seconds=0 if ended else 60)
-    source = create_and_wait(
-        "nd_retry",
-        create_kwargs=RECORD_INPUT,
-        create_class="FailAfterSubmit",
-        extra_source=FAILING_AFTER_SUBMIT,
-        retries=1,
-    )
+    source = retrying("nd_retry", "FailAfterSubmit", FAILING_AFTER_SUBMIT, RECORD_INPUT)
     dag_run = run_dag("nd_retry", source)
     assert task_states(dag_run) == {"create": "success"}
     result = xcom_values("nd_retry", dag_run.run_id)[("create", "return_value")]
@@ -101,16 +111,8 @@ def test_without_a_state_store_a_rerun_finds_its_job_by_display_name(gemini_emul
 def test_a_retry_after_a_create_never_sent_waits_the_grace_then_pays_once(
     gemini_emulator, monkeypatch, capfd
 ):
-    conn = json.loads(os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
-    conn["extra"].update(timeout=0.2, retry_attempts=1)  # the longest a create can take: 0.2 s
-    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_DEFAULT", json.dumps(conn))
-    source = create_and_wait(
-        "nd_intent",
-        create_kwargs=RECORD_INPUT,
-        create_class="DieBeforeCreate",
-        extra_source=DYING_BEFORE_CREATE,
-        retries=1,
-    )
+    creates_take_at_most_a_fifth_of_a_second(monkeypatch)
+    source = retrying("nd_intent", "DieBeforeCreate", DYING_BEFORE_CREATE, RECORD_INPUT)
     dag_run = run_dag("nd_intent", source)
     assert task_states(dag_run) == {"create": "success"}
     stats = gemini_emulator.stats()
@@ -154,20 +156,12 @@ class DieWithCreateInFlight(GeminiBatchCreateOperator):
 def test_a_create_in_flight_when_its_try_died_is_found_after_the_wait_not_paid_twice(
     gemini_emulator, monkeypatch, capfd
 ):
-    conn = json.loads(os.environ["AIRFLOW_CONN_GEMINI_DEFAULT"])
-    conn["extra"].update(timeout=0.2, retry_attempts=1)  # the longest a create can take: 0.2 s
-    monkeypatch.setenv("AIRFLOW_CONN_GEMINI_DEFAULT", json.dumps(conn))
+    creates_take_at_most_a_fifth_of_a_second(monkeypatch)
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     # The dead try's create lands between the retry's list before its wait and the one after it.
     gemini_emulator.add_fault(operations=["creates"], hold_until_lists=2, count=1)
-    source = create_and_wait(
-        "nd_in_flight",
-        create_kwargs=RECORD_INPUT,
-        create_class="DieWithCreateInFlight",
-        extra_source=DYING_WITH_CREATE_IN_FLIGHT,
-        retries=1,
-    )
+    source = retrying("nd_in_flight", "DieWithCreateInFlight", DYING_WITH_CREATE_IN_FLIGHT, RECORD_INPUT)
     dag_run = run_dag("nd_in_flight", source)
     assert task_states(dag_run) == {"create": "success"}
     result = xcom_values("nd_in_flight", dag_run.run_id)[("create", "return_value")]
@@ -230,13 +224,7 @@ class SwitchModelOnRetry(GeminiBatchCreateOperator):
 def test_a_retry_for_another_model_says_what_the_recorded_job_was_for(gemini_emulator, capfd):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
-    source = create_and_wait(
-        "nd_switch",
-        create_kwargs=RECORD_INPUT,
-        create_class="SwitchModelOnRetry",
-        extra_source=SWITCHING_CREATE,
-        retries=1,
-    )
+    source = retrying("nd_switch", "SwitchModelOnRetry", SWITCHING_CREATE, RECORD_INPUT)
     dag_run = run_dag("nd_switch", source)
     assert task_states(dag_run) == {"create": "success"}
     assert gemini_emulator.stats()["jobs_created"] == 2
@@ -248,13 +236,7 @@ def test_a_retry_for_another_model_says_what_the_recorded_job_was_for(gemini_emu
 
 def test_an_ended_job_is_not_reused_and_the_log_says_why(gemini_emulator, capfd):
     gemini_emulator.configure(running_seconds=0, job_outcome="FAILED", job_error="quota exceeded")
-    source = create_and_wait(
-        "nd_failed",
-        create_kwargs=RECORD_INPUT,
-        create_class="FailAfterSubmit",
-        extra_source=FAILING_AFTER_SUBMIT,
-        retries=1,
-    )
+    source = retrying("nd_failed", "FailAfterSubmit", FAILING_AFTER_SUBMIT, RECORD_INPUT)
     dag_run = run_dag("nd_failed", source)  # the first try's job fails; the retry looks for it
     assert task_states(dag_run) == {"create": "success"}
     assert xcom_values("nd_failed", dag_run.run_id)[("create", "return_value")]["reattached"] is False
@@ -273,13 +255,7 @@ def test_force_rerun_submits_anew_on_purpose(gemini_emulator):
 def test_retry_after_crash_before_recording_finds_the_job(gemini_emulator):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
-    source = create_and_wait(
-        "nd_crash",
-        create_kwargs=RECORD_INPUT,
-        create_class="CrashAfterSubmit",
-        extra_source=CRASHING_CREATE,
-        retries=1,
-    )
+    source = retrying("nd_crash", "CrashAfterSubmit", CRASHING_CREATE, RECORD_INPUT)
     dag_run = run_dag("nd_crash", source)
     assert task_states(dag_run) == {"create": "success"}
     [create_ti] = dag_run.get_task_instances()
