@@ -176,6 +176,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self._batch_name: str | None = None
         self._input_file: str | None = None
+        self._in_flight = False  # an earlier try's create was sent and never answered
 
     @cached_property
     def hook(self) -> GeminiHook:
@@ -193,6 +194,8 @@ class GeminiBatchCreateOperator(BaseOperator):
             reattached = job is not None
             if job is None:
                 job = self._submit_once(context, prepared, display_name, submission)
+                if self._in_flight:  # a dead try's create may still land beside this one
+                    job = self._keep_earliest(context, job, display_name, submission)
         self._batch_name = job.name
         GeminiBatchJobLink.persist(context, self._console_url(job.name))
         result = {
@@ -336,7 +339,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         if own is None and task_state_store(context) is not None and context["ti"].try_number <= 1:
             return None  # the first try, and nothing recorded: no job can exist
         job = self._listed(display_name, submission, remembered)
-        if job is None and own is not None and "batch_name" not in own:
+        self._in_flight = job is None and own is not None and "batch_name" not in own
+        if self._in_flight:
             grace = self.hook.settings.longest_call
             self.log.warning(
                 "An earlier try sent a create for %s and died before it was answered; waiting %.0f s "
@@ -349,6 +353,30 @@ class GeminiBatchCreateOperator(BaseOperator):
         if job is not None:
             self._remember(context, job.name, display_name, submission)
         return job
+
+    def _keep_earliest(
+        self, context: Context, job: BatchJobInfo, display_name: str, submission: dict[str, str]
+    ) -> BatchJobInfo:
+        """After a submit that followed a dead try's unanswered create: when that create landed too,
+        keep the earliest job and cancel the other, so one job runs to completion."""
+        live = [
+            j for j in self.hook.list_batches() if j.display_name == display_name and not j.state.is_terminal
+        ]
+        if len(live) < 2:
+            return job
+        kept = min(live, key=lambda j: (j.create_time or "", j.name))
+        for other in live:
+            if other.name != kept.name:
+                self.log.warning(
+                    "Two jobs for %s: the create of a try that died landed beside this try's; keeping "
+                    "%s (the earliest) and cancelling %s",
+                    display_name,
+                    kept.name,
+                    other.name,
+                )
+                cancel_best_effort(self.hook.cancel_batch, other.name, self.log, why="Duplicate")
+        self._remember(context, kept.name, display_name, submission)
+        return kept
 
     def _listed(
         self, display_name: str, submission: dict[str, str], remembered: dict[str, Any] | None

@@ -171,6 +171,27 @@ def test_a_create_in_flight_when_its_try_died_is_found_after_the_wait_not_paid_t
     assert "died before it was answered; waiting 0 s" in capfd.readouterr().out
 
 
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the intent is kept in the task state store (3.3)")
+def test_a_create_in_flight_that_lands_after_the_retry_paid_is_cancelled_while_pending(
+    gemini_emulator, monkeypatch, capfd
+):
+    creates_take_at_most_a_fifth_of_a_second(monkeypatch)
+    gemini_emulator.configure(pending_seconds=3600)  # both jobs pending when the duplicate is seen
+    # The dead try's create lands only after the retry submitted its own: at the list that follows.
+    gemini_emulator.add_fault(operations=["creates"], hold_until_lists=3, count=1)
+    source = retrying("nd_late", "DieWithCreateInFlight", DYING_WITH_CREATE_IN_FLIGHT, RECORD_INPUT)
+    dag_run = run_dag("nd_late", source)
+    assert task_states(dag_run) == {"create": "success"}
+    result = xcom_values("nd_late", dag_run.run_id)[("create", "return_value")]
+    jobs = {job.name: job for job in GeminiHook().list_batches()}
+    assert len(jobs) == 2
+    [kept] = [name for name, job in jobs.items() if job.state.value == "PENDING"]
+    [cancelled] = [name for name, job in jobs.items() if job.state.value == "CANCELLED"]
+    assert result["batch_name"] == kept
+    assert kept == min(jobs.values(), key=lambda j: (j.create_time or "", j.name)).name
+    assert f"keeping {kept} (the earliest) and cancelling {cancelled}" in capfd.readouterr().out
+
+
 def test_other_runs_and_changed_input_get_their_own_job(gemini_emulator):
     source = create_and_wait("nd_distinct", create_kwargs=RECORD_INPUT)
     run_dag("nd_distinct", source, logical_date=DAY)
