@@ -17,7 +17,7 @@ from airflow_provider_gemini._compat import (
     push_fields,
     task_state_store,
 )
-from airflow_provider_gemini.batch.errors import BatchInputError, GeminiApiError
+from airflow_provider_gemini.batch.errors import BatchInputError, GeminiApiError, is_transient
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.identity import (
     display_name_for,
@@ -438,13 +438,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         try:
             job = self._submit(prepared, display_name)
         except GeminiApiError as err:
-            if (
-                store is not None
-                and err.code is not None
-                and 400 <= err.code < 500
-                and err.code not in (408, 429)
-            ):
-                store.delete(STATE_KEY)  # the API refused it: nothing was created
+            if store is not None and err.code is not None and not is_transient(err):
+                store.delete(STATE_KEY)  # the API answered no: nothing was created
             raise
         self._remember(context, job.name, display_name, submission)
         return job

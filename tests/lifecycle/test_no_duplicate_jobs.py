@@ -190,6 +190,17 @@ def test_a_create_in_flight_that_lands_after_the_retry_paid_is_cancelled_while_p
     assert f"keeping {kept} (the earliest) and cancelling {cancelled}" in capfd.readouterr().out
 
 
+@pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the intent is kept in the task state store (3.3)")
+def test_a_create_the_api_refused_leaves_no_intent_so_the_retry_does_not_wait(gemini_emulator, capfd):
+    gemini_emulator.add_fault(operations=["creates"], status=400, count=1)
+    source = create_and_wait("nd_refused", create_kwargs=RECORD_INPUT, retries=1)
+    dag_run = run_dag("nd_refused", source)
+    assert task_states(dag_run) == {"create": "success"}
+    stats = gemini_emulator.stats()
+    assert (stats["jobs_created"], stats["calls"]["creates"], stats["calls"]["lists"]) == (1, 2, 1)
+    assert "died before it was answered" not in capfd.readouterr().out
+
+
 def test_other_runs_and_changed_input_get_their_own_job(gemini_emulator):
     source = create_and_wait("nd_distinct", create_kwargs=RECORD_INPUT)
     run_dag("nd_distinct", source, logical_date=DAY)
