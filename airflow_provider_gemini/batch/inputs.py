@@ -175,8 +175,8 @@ class _KeyIndex:
     def repeated_hashes(self) -> set[int]:
         repeated: set[int] = set()
         for bucket in self._buckets:
-            seen: set[int] = set()
-            if len(seen.union(bucket)) < len(bucket):
+            if len(set(bucket)) < len(bucket):
+                seen: set[int] = set()
                 for hashed in bucket:
                     if hashed in seen:
                         repeated.add(hashed)
