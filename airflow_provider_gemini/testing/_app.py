@@ -215,9 +215,10 @@ class Emulator:
             self.state.held_requests -= 1
         return done
 
-    async def release_held(self) -> None:
-        """Act on the held requests this list call releases, before the list is answered."""
-        due = [entry for entry in self.held if entry[0] <= self.state.calls["lists"]]
+    async def release_held(self, every: bool = False) -> None:
+        """Act on the held requests this list call releases (``every``: all of them, when the faults
+        are cleared or the state reset), before the call is answered."""
+        due = [entry for entry in self.held if every or entry[0] <= self.state.calls["lists"]]
         for entry in due:
             self.held.remove(entry)
             entry[1].set()
@@ -665,6 +666,7 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
     state = emu.state
     method = request.method
     if action == "reset" and method == "POST":
+        await emu.release_held(every=True)
         state.reset()
         return JSONResponse({})
     if action == "stats" and method == "GET":
@@ -704,6 +706,7 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
             state.faults.append(Fault(**raw))
         elif method == "DELETE":
             state.faults.clear()
+            await emu.release_held(every=True)
         return JSONResponse({"faults": [asdict(f) for f in state.faults]})
     if action == "files:synthesize" and method == "POST":
         raw = await request.json()

@@ -170,6 +170,7 @@ class EmulatorServer(EmulatorClient):
             access_log=self._access_log,
             lifespan="off",
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,  # a request a fault still holds does not keep it running
         )
         return uvicorn.Server(config)
 

@@ -52,3 +52,49 @@ def _py(kwargs: dict[str, Any]) -> str:
 
 
 RECORDS = [{"id": f"p{i}", "name": f"product {i}"} for i in range(1, 6)]
+
+
+def failing_after_submit(base: str = "GeminiBatchCreateOperator", name: str = "FailAfterSubmit") -> str:
+    """A create class whose first try fails after its job was submitted and recorded (a lost worker)."""
+    return f"""
+class {name}({base}):
+    def execute(self, context):
+        result = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("lost after the job was recorded")
+        return result
+"""
+
+
+def dying_with_create_in_flight(
+    base: str = "GeminiBatchCreateOperator", name: str = "DieWithCreateInFlight"
+) -> str:
+    """A create class whose first try dies while its create is on its way: the emulator has it whole
+    (a ``hold_until_lists`` fault holds it) and acts on it later, whatever the client did."""
+    return f"""
+import contextlib
+import threading
+
+from airflow_provider_gemini.testing.emulator import EmulatorClient
+
+
+class {name}({base}):
+    def execute(self, context):
+        self.first_try = context["ti"].try_number == 1
+        return super().execute(context)
+
+    def _submit(self, prepared, display_name):
+        if not self.first_try:
+            return super()._submit(prepared, display_name)
+        emulator = EmulatorClient(self.hook.settings.base_url)
+        submit = super()._submit
+
+        def send():
+            with contextlib.suppress(Exception):  # the client gives up; the server acts on it anyway
+                submit(prepared, display_name)
+
+        threading.Thread(target=send, daemon=True).start()
+        while not emulator.stats()["held_requests"]:
+            pass  # until the server has the request
+        raise RuntimeError("worker lost with its create in flight")
+"""

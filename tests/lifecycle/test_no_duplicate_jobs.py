@@ -15,7 +15,12 @@ from airflow_provider_gemini.batch.events import BatchEvent, EventStatus
 from airflow_provider_gemini.hooks.gemini import GeminiHook
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 from tests.airflow_helpers import run_dag, task_states, xcom_values
-from tests.lifecycle.dag_sources import RECORDS, create_and_wait
+from tests.lifecycle.dag_sources import (
+    RECORDS,
+    create_and_wait,
+    dying_with_create_in_flight,
+    failing_after_submit,
+)
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
 
@@ -49,14 +54,7 @@ class CrashAfterSubmit(GeminiBatchCreateOperator):
 
 
 # A try that fails after its job was submitted and recorded (a lost worker, a failing callback).
-FAILING_AFTER_SUBMIT = """
-class FailAfterSubmit(GeminiBatchCreateOperator):
-    def execute(self, context):
-        result = super().execute(context)
-        if context["ti"].try_number == 1:
-            raise RuntimeError("lost after the job was recorded")
-        return result
-"""
+FAILING_AFTER_SUBMIT = failing_after_submit()
 
 # A try that records its intent and dies before its create is sent.
 DYING_BEFORE_CREATE = """
@@ -121,33 +119,7 @@ def test_a_retry_after_a_create_never_sent_waits_then_pays_once(gemini_emulator,
 
 # A try that dies while its create is on its way: the server has it whole, holds it, and acts on it
 # later, whatever the client did (a proxy held it).
-DYING_WITH_CREATE_IN_FLIGHT = """
-import contextlib
-import threading
-
-from airflow_provider_gemini.testing.emulator import EmulatorClient
-
-
-class DieWithCreateInFlight(GeminiBatchCreateOperator):
-    def execute(self, context):
-        self.first_try = context["ti"].try_number == 1
-        return super().execute(context)
-
-    def _submit(self, prepared, display_name):
-        if not self.first_try:
-            return super()._submit(prepared, display_name)
-        emulator = EmulatorClient(self.hook.settings.base_url)
-        submit = super()._submit
-
-        def send():
-            with contextlib.suppress(Exception):  # the client gives up; the server acts on it anyway
-                submit(prepared, display_name)
-
-        threading.Thread(target=send, daemon=True).start()
-        while not emulator.stats()["held_requests"]:
-            pass  # until the server has the request
-        raise RuntimeError("worker lost with its create in flight")
-"""
+DYING_WITH_CREATE_IN_FLIGHT = dying_with_create_in_flight()
 
 
 @pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the intent is kept in the task state store (3.3)")

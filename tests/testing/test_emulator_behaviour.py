@@ -390,3 +390,30 @@ def test_two_concurrent_gets_of_a_finishing_job_write_one_result_file(tmp_path):
     assert [f.name for f in state.files.values() if f.source == "GENERATED"] == [
         answers[0]["response"]["responsesFile"]
     ]
+
+
+def test_a_held_create_is_acted_on_at_its_list_or_when_the_faults_are_cleared(gemini_emulator):
+    import threading
+
+    client = client_for(gemini_emulator)
+    created: list[str] = []
+
+    def create() -> None:
+        created.append(client.batches.create(model="gemini-2.5-flash", src=inline(["x"])).name)
+
+    for release in ("list", "clear"):
+        gemini_emulator.add_fault(operations=["creates"], hold_until_lists=1, count=1)
+        sender = threading.Thread(target=create)
+        sender.start()
+        while not gemini_emulator.stats()["held_requests"]:
+            pass  # until the emulator holds it
+        if release == "list":
+            names = [job.name for job in client.batches.list(config={"page_size": 100})]
+        else:
+            gemini_emulator.clear_faults()
+        sender.join(timeout=30)
+        assert not sender.is_alive()
+        assert len(created) == (1 if release == "list" else 2)
+        if release == "list":
+            assert created[-1] in names  # acted on before the list that released it was answered
+    assert gemini_emulator.stats()["jobs_created"] == 2
