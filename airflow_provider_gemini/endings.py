@@ -8,7 +8,7 @@ retryable error (a retry polls again).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +65,23 @@ def cancel_best_effort(
     try:
         cancel(batch_name)
     except Exception as err:
-        log.warning("Could not cancel Gemini batch %s (it may have ended already): %s", batch_name, err)
+        _refused(log, batch_name, err)
         return False
     return True
+
+
+async def acancel_best_effort(
+    cancel: Callable[[str], Awaitable[Any]], batch_name: str, log: Any, why: str
+) -> bool:
+    """:func:`cancel_best_effort` for a trigger, with the async client."""
+    log.info("%s: cancelling Gemini batch %s", why, batch_name)
+    try:
+        await cancel(batch_name)
+    except Exception as err:
+        _refused(log, batch_name, err)
+        return False
+    return True
+
+
+def _refused(log: Any, batch_name: str, err: Exception) -> None:
+    log.warning("Could not cancel Gemini batch %s (it may have ended already): %s", batch_name, err)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gemini.batch.polling import PollDecider
+from airflow_provider_gemini.endings import acancel_best_effort
 
 if TYPE_CHECKING:
     from airflow_provider_gemini.batch.events import BatchEvent
@@ -112,14 +113,9 @@ class GeminiBatchTrigger(BaseTrigger):
                 self.batch_name,
             )
             return
-        self.log.info("The task was marked failed: cancelling Gemini batch %s", self.batch_name)
-        # Best effort: a job that has just finished answers 400 FAILED_PRECONDITION.
-        try:
-            await self.hook.acancel_batch(self.batch_name)
-        except Exception as err:
-            self.log.warning(
-                "Could not cancel Gemini batch %s (it may have ended already): %s", self.batch_name, err
-            )
+        await acancel_best_effort(
+            self.hook.acancel_batch, self.batch_name, self.log, "The task was marked failed"
+        )
 
     async def _task_state(self) -> str | None:
         """The deferred task instance's state, read through the triggerer's link to the API server."""
