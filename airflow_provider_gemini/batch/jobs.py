@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -133,6 +134,14 @@ class BatchJobInfo:
             inlined_responses=inlined,
             error=_error_text(error),
         )
+
+    @property
+    def created_at(self) -> float | None:
+        """``create_time`` in epoch seconds (None when absent or unreadable)."""
+        try:
+            return datetime.fromisoformat(self.create_time).timestamp() if self.create_time else None
+        except ValueError:
+            return None
 
     def to_dict(self, *, include_inlined: bool = False) -> dict[str, Any]:
         """A JSON-able dict for XCom and trigger events (inline results are left out unless asked)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import os
@@ -317,10 +318,15 @@ class GeminiHook(BaseHook):
         path = _batch_path(name)
         return BatchJobInfo.from_operation(await self._arequest("get", path, what=f"get {path}"))
 
-    def list_batches(self, *, display_name: str | None = None, page_size: int = 100) -> list[BatchJobInfo]:
+    def list_batches(
+        self, *, display_name: str | None = None, page_size: int = 100, created_since: float | None = None
+    ) -> list[BatchJobInfo]:
         """Every job (all pages), optionally only those with this exact display name.
 
-        The Developer API has no server-side filter, so the filter applies here.
+        The Developer API has no server-side filter, so the filter applies here. With
+        ``created_since`` (epoch seconds), paging stops after the page that reaches an older job, but
+        only while the jobs so far came newest first: the API documents no order, so a list in any
+        other order is read to its end and nothing newer can be missed.
         """
         jobs: list[BatchJobInfo] = []
         token: str | None = None
@@ -329,7 +335,7 @@ class GeminiHook(BaseHook):
             page = self._request("get", query, what="list batches")
             jobs.extend(BatchJobInfo.from_operation(op) for op in page.get("operations", []))
             token = page.get("nextPageToken")
-            if not token:
+            if not token or (created_since is not None and _reached(jobs, created_since)):
                 break
         if display_name is not None:
             jobs = [job for job in jobs if job.display_name == display_name]
@@ -407,3 +413,12 @@ def _api_error(err: Any, what: str) -> GeminiApiError:
         code=err.code,
         status=err.status,
     )
+
+
+def _reached(jobs: list[BatchJobInfo], since: float) -> bool:
+    """Whether ``jobs``, listed newest first, already go back before ``since``."""
+    times = [job.created_at for job in jobs]
+    known = [t for t in times if t is not None]
+    if len(known) < len(times) or any(a < b for a, b in itertools.pairwise(known)):
+        return False  # not newest first (or a job without a time): only the whole list is safe
+    return bool(known) and known[-1] < since

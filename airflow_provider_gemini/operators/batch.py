@@ -45,6 +45,8 @@ SUBMITTED_KEY = "gemini_batch_submitted"
 DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "PARTIALLY_SUCCEEDED")
 INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
 # A job that ended badly is not re-attached to (see reattach_states), so clearing the task pays for a new one.
+# How far before an intent the account's list is read: the worker's clock and the API's may disagree.
+CLOCK_MARGIN = 15 * 60
 AFTER_FAILURE = "the job has ended and will not change; clearing this task submits a new job."
 
 
@@ -177,6 +179,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         self._batch_name: str | None = None
         self._input_file: str | None = None
         self._in_flight = False  # an earlier try's create was sent and never answered
+        self._since: float | None = None  # list the account back to here (an earlier try's intent)
 
     @cached_property
     def hook(self) -> GeminiHook:
@@ -338,6 +341,8 @@ class GeminiBatchCreateOperator(BaseOperator):
             )
         if own is None and task_state_store(context) is not None and context["ti"].try_number <= 1:
             return None  # the first try, and nothing recorded: no job can exist
+        if own is not None and "intent_at" in own:  # no job can be older than the intent that sent it
+            self._since = float(own["intent_at"]) - CLOCK_MARGIN
         job = self._listed(display_name, submission, remembered)
         self._in_flight = job is None and own is not None and "batch_name" not in own
         if self._in_flight:
@@ -360,7 +365,9 @@ class GeminiBatchCreateOperator(BaseOperator):
         """After a submit that followed a dead try's unanswered create: when that create landed too,
         keep the earliest job and cancel the other, so one job runs to completion."""
         live = [
-            j for j in self.hook.list_batches() if j.display_name == display_name and not j.state.is_terminal
+            j
+            for j in self.hook.list_batches(created_since=self._since)
+            if j.display_name == display_name and not j.state.is_terminal
         ]
         if len(live) < 2:
             return job
@@ -384,7 +391,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         """The newest re-attachable job with this display name in the account's list, saying why the
         other jobs of this task instance are not re-used."""
         matches = []
-        for job in self.hook.list_batches():
+        for job in self.hook.list_batches(created_since=self._since):
             if job.display_name == display_name and job.state in self.reattach_states:
                 matches.append(job)
             elif job.display_name == display_name:

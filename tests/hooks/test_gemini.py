@@ -8,12 +8,13 @@ import logging
 import subprocess
 import sys
 import traceback
+from datetime import datetime, timezone
 
 import pytest
 
 from airflow_provider_gemini.batch.errors import GeminiApiError, ResultsDownloadError
-from airflow_provider_gemini.batch.jobs import BatchState
-from airflow_provider_gemini.hooks.gemini import GeminiHook
+from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+from airflow_provider_gemini.hooks.gemini import GeminiHook, _reached
 
 pytestmark = pytest.mark.usefixtures("gemini_connection")
 
@@ -202,3 +203,37 @@ async def test_vertex_ai_mode_is_refused_at_first_use_before_any_call(gemini_emu
     with pytest.raises(GeminiApiError, match="not supported by this provider yet"):
         await GeminiHook().aget_batch("batches/anything")
     assert sum(gemini_emulator.stats()["calls"].values()) == 0
+
+
+def test_a_list_since_a_time_stops_paging_once_it_goes_back_past_it(gemini_emulator, monkeypatch):
+    use_connection(monkeypatch, gemini_emulator)
+    hook = GeminiHook()
+    start = gemini_emulator.freeze()
+    for day in range(5):  # one job a day, oldest first
+        hook.create_batch(model="gemini-2.5-flash", display_name=f"day-{day}", inline_requests=INLINE)
+        gemini_emulator.advance(86_400)
+    lists = gemini_emulator.stats()["calls"]["lists"]
+    since_day_3 = start + 3 * 86_400 - 60
+    jobs = hook.list_batches(page_size=1, created_since=since_day_3)
+    # Newest first: day 4, day 3, then day 2 (older than the time) ends the paging.
+    assert [job.display_name for job in jobs] == ["day-4", "day-3", "day-2"]
+    assert gemini_emulator.stats()["calls"]["lists"] - lists == 3
+    assert len(hook.list_batches(page_size=1)) == 5
+
+
+def _listed(*days: int | None) -> list[BatchJobInfo]:
+    return [
+        BatchJobInfo(
+            name=f"batches/{i}", state=BatchState.RUNNING, create_time=day and f"2026-11-{day:02d}T10:00:00Z"
+        )
+        for i, day in enumerate(days)
+    ]
+
+
+def test_only_a_list_that_comes_newest_first_is_cut_short():
+    since = datetime(2026, 11, 20, tzinfo=timezone.utc).timestamp()
+    assert _reached(_listed(25, 22, 19), since)
+    assert not _reached(_listed(25, 22, 21), since)  # not back to the time yet
+    assert not _reached(_listed(19, 25, 18), since)  # another order: the whole list is read
+    assert not _reached(_listed(25, None, 18), since)  # a job without a time: read on
+    assert not _reached([], since)
