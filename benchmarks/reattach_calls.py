@@ -1,13 +1,15 @@
 """API calls a create task makes to find out whether it already paid, in an account holding many jobs.
 
-The emulator (its own process) is filled with ``--jobs`` jobs; then real Airflow runs each scenario
+The emulator (its own process) holds ``--jobs`` finished jobs created over the last 30 days; then real
+Airflow runs each scenario
 with ``dag.test()`` against an SQLite metadata database, and the emulator's call counts say what each
 create cost before it submitted:
 
 - first try: a task instance's first run;
 - retry, job recorded: a try that fails after its job was created and recorded, then its retry;
 - retry, create in flight: a try that dies while its create is held by the server, then its retry
-  (which lists, waits the longest time a create can take, lists again, submits, and lists once more).
+  (which lists, waits the longest time a create can take, lists again, submits, and lists once more;
+  today each of those lists stops at the jobs older than the dead try's intent, less 15 minutes).
 
 Each scenario runs with today's operator and with one that looks its identity up the way version 0.1
 did, by listing the account's jobs on every try. Prints list and get calls per scenario side by side;
@@ -24,7 +26,6 @@ import os
 import sys
 import tempfile
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -83,19 +84,6 @@ def dag_bag(path: str):  # type: ignore[no-untyped-def]
     return DagBag(path)
 
 
-def fill(url: str, jobs: int) -> None:
-    from airflow_provider_gemini.hooks.gemini import GeminiHook
-
-    hook = GeminiHook()
-    request = {"request": {"contents": [{"parts": [{"text": "x"}]}]}, "metadata": {"key": "a"}}
-
-    def create(number: int) -> None:
-        hook.create_batch(model="gemini-2.5-flash", display_name=f"other-{number}", inline_requests=[request])
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(create, range(jobs)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=5000)
@@ -126,8 +114,7 @@ def main() -> None:
         db.initdb()
 
         emulator = EmulatorClient(url)
-        emulator.configure(pending_seconds=3600)  # the account's jobs stay live; none is settled
-        fill(url, args.jobs)
+        emulator.add_history(args.jobs, days=30)
         for number, (scenario, build) in enumerate(SCENARIOS.items()):
             for lookup, base in LOOKUPS.items():
                 dag_id = f"reattach_{number}_{base.lower()}"

@@ -731,6 +731,10 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
         synthetic.output_file = stored.name
         state.end(synthetic, "SUCCEEDED")
         return JSONResponse(emu.resource(synthetic))
+    if action == "batches:history" and method == "POST":
+        raw = await request.json()
+        state.add_history(int(raw["count"]), float(raw.get("days", 30)))
+        return JSONResponse({"jobs": len(state.jobs)})
     outcome = re.fullmatch(r"batches/(?P<id>[^/:]+):outcome", action)
     if outcome and method == "POST":
         job = state.jobs.get(outcome.group("id"))

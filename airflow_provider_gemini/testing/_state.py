@@ -381,6 +381,35 @@ class Emulated:
         self.record(job=asdict(job))
         return job
 
+    def add_history(self, count: int, days: float) -> None:
+        """``count`` finished jobs, created evenly over the ``days`` before now: an account's past, so
+        that listing it back to a time can be told from listing all of it."""
+        now = self.clock.now()
+        for number in range(count):
+            created = now - days * 86_400 * (count - number) / count
+            job = Job(
+                id=new_id(),
+                kind="generate",
+                model="models/gemini-2.5-flash",
+                display_name=f"history-{number}",
+                created=created,
+                pending_seconds=0.0,
+                running_seconds=60.0,
+                expire_seconds=float(self.settings["expire_seconds"]),
+                outcome="SUCCEEDED",
+                outcome_error=None,
+                inline=True,
+                input_file=None,
+                request_count=0,
+                failed_count=0,
+                items=[],
+                ended=created + 60,
+                final_state="SUCCEEDED",
+                inline_output=[],
+            )
+            self.jobs[job.id] = job
+            self.record(job=asdict(job))
+
     def cache(self, name: str) -> dict[str, Any] | None:
         """A live context cache by name (``cachedContents/ID``); expired ones are forgotten."""
         cache = self.caches.get(name.rsplit("/", 1)[-1])

@@ -417,3 +417,17 @@ def test_a_held_create_is_acted_on_at_its_list_or_when_the_faults_are_cleared(ge
         if release == "list":
             assert created[-1] in names  # acted on before the list that released it was answered
     assert gemini_emulator.stats()["jobs_created"] == 2
+
+
+def test_an_account_s_history_is_finished_jobs_from_the_past_listed_after_new_ones(gemini_emulator):
+    client = client_for(gemini_emulator)
+    now = gemini_emulator.freeze()
+    assert gemini_emulator.add_history(4, days=2) == 4
+    new = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    listed = list(client.batches.list(config={"page_size": 2}))
+    assert listed[0].name == new.name
+    assert [job.display_name for job in listed[1:]] == ["history-3", "history-2", "history-1", "history-0"]
+    ages = [now - job.create_time.timestamp() for job in listed[1:]]
+    assert ages == pytest.approx([12 * 3600, 24 * 3600, 36 * 3600, 48 * 3600], abs=1)
+    assert {job.state.name for job in listed[1:]} == {"JOB_STATE_SUCCEEDED"}
+    assert gemini_emulator.stats()["jobs_created"] == 1  # the past is not counted as created here
