@@ -316,35 +316,30 @@ class GeminiBatchCreateOperator(BaseOperator):
         """The job this task instance already submitted for this input, if it is still worth having.
 
         With a task state store (Airflow 3.3+) a try knows what the earlier ones did: the job they
-        recorded is read back, and a first try that finds no record lists nothing. The account's jobs
-        are listed only when the record is missing (no store, or a later try) or says a create was
-        sent but never answered: that job may still land, so the list is repeated after the longest
-        time a create can take before a new job is submitted.
+        recorded is read back (or, recorded for another model, input or account, left alone), and a
+        first try that finds no record lists nothing. The account's jobs are listed only when the
+        record is missing (no store, or a later try) or says a create was sent but never answered:
+        that job may still land, so the list (back to the intent) is repeated after the longest time a
+        create can take before a new job is submitted.
         """
         remembered = self._recall(context)
         own = remembered if remembered and remembered.get("display_name") == display_name else None
         if own and "batch_name" in own:
-            try:
-                job = self.hook.get_batch(own["batch_name"])
-            except GeminiApiError as err:
-                if err.code != 404:
-                    raise
-                job = None
-            if job is not None and job.display_name == display_name and job.state in self.reattach_states:
-                self.log.info("Re-attached to %s (%s), recorded by an earlier try", job.name, job.state.value)
-                return job
-        elif remembered and not own and "batch_name" in remembered:
+            return self._recorded(own["batch_name"], display_name)
+        if remembered and not own and "batch_name" in remembered:
             self.log.info(
-                "Not re-using %s from an earlier try: it was submitted for another %s; submitting a new job",
+                "Not re-using %s from an earlier try: this task instance submitted it for another %s; "
+                "submitting a new job",
                 remembered["batch_name"],
                 _what_changed(None, submission, remembered),
             )
-        if own is None and task_state_store(context) is not None and context["ti"].try_number <= 1:
-            return None  # the first try, and nothing recorded: no job can exist
-        if own is not None and "intent_at" in own:  # no job can be older than the intent that sent it
-            self._since = float(own["intent_at"]) - CLOCK_MARGIN
+        store = task_state_store(context)
+        if own is None and store is not None and (remembered is not None or context["ti"].try_number <= 1):
+            return None  # a record of another submission, or a first try: nothing to look for
+        if own is not None:  # an intent: no job can be older than the intent that sent it
+            self._since = float(own.get("intent_at", 0)) - CLOCK_MARGIN
         job = self._listed(display_name, submission, remembered)
-        self._in_flight = job is None and own is not None and "batch_name" not in own
+        self._in_flight = job is None and own is not None
         if self._in_flight:
             grace = self.hook.settings.longest_call
             self.log.warning(
@@ -358,6 +353,29 @@ class GeminiBatchCreateOperator(BaseOperator):
         if job is not None:
             self._remember(context, job.name, display_name, submission)
         return job
+
+    def _recorded(self, batch_name: str, display_name: str) -> BatchJobInfo | None:
+        """The job an earlier try recorded, when it can still be re-used."""
+        try:
+            job = self.hook.get_batch(batch_name)
+        except GeminiApiError as err:
+            if err.code != 404:
+                raise
+            self.log.info("Not re-using %s from an earlier try: the API no longer knows it", batch_name)
+            return None
+        if job.display_name == display_name and job.state in self.reattach_states:
+            self.log.info("Re-attached to %s (%s), recorded by an earlier try", job.name, job.state.value)
+            return job
+        self._not_reattachable(job)
+        return None
+
+    def _not_reattachable(self, job: BatchJobInfo) -> None:
+        self.log.info(
+            "Not re-using %s (%s): only %s jobs are re-attached",
+            job.name,
+            job.state.value,
+            ", ".join(sorted(s.value for s in self.reattach_states)),
+        )
 
     def _keep_earliest(
         self, context: Context, job: BatchJobInfo, display_name: str, submission: dict[str, str]
@@ -395,12 +413,7 @@ class GeminiBatchCreateOperator(BaseOperator):
             if job.display_name == display_name and job.state in self.reattach_states:
                 matches.append(job)
             elif job.display_name == display_name:
-                self.log.info(
-                    "Not re-using %s (%s): only %s jobs are re-attached",
-                    job.name,
-                    job.state.value,
-                    ", ".join(sorted(s.value for s in self.reattach_states)),
-                )
+                self._not_reattachable(job)
             elif job.display_name and same_task_instance(job.display_name, display_name):
                 self.log.info(
                     "Not re-using %s (%s): this task instance submitted it for another %s; "

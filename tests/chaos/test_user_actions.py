@@ -8,37 +8,26 @@ polls the REST API or the emulator until a condition holds.
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
 from airflow_provider_gemini._compat import HAS_TRIGGER_ON_KILL
 from airflow_provider_gemini.testing.emulator import EmulatorClient
-from tests.e2e.conftest import running
 from tests.e2e.stack import API_KEY, AirflowStack, wait_until
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.timeout(900),
+    pytest.mark.timeout(600),
     pytest.mark.skipif(not HAS_TRIGGER_ON_KILL, reason="Airflow calls a trigger's on_kill from 3.3"),
 ]
 DAG_ID = "gemini_user_actions"
 SUBMITTED = "gemini_batch_submitted"
 
 
-@pytest.fixture(scope="module")
-def airflow(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
-    stack = AirflowStack(
-        Path(tempfile.mkdtemp(prefix="gemini-e2e-actions-")), dags_folder=Path(__file__).parent / "dags"
-    )
-    with running(stack, request):
-        EmulatorClient(stack.emulator_url).freeze()  # jobs run until a test moves the clock
-        EmulatorClient(stack.emulator_url).configure(pending_seconds=0, running_seconds=3600)
-        stack.wait_for_dag(DAG_ID)
-        yield stack
+@pytest.fixture
+def airflow(chaos: AirflowStack, emulator: EmulatorClient) -> AirflowStack:
+    chaos.wait_for_dag(DAG_ID)
+    return chaos
 
 
 def deferred_run(airflow: AirflowStack, day: str) -> tuple[str, str]:

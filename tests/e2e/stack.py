@@ -48,8 +48,14 @@ def free_port() -> int:
 class AirflowStack:
     """Starts everything in ``home``; ``api`` is an authenticated client of the REST API."""
 
-    def __init__(self, home: Path, dags_folder: Path = ROOT / "example_dags") -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path = ROOT / "example_dags",
+        gemini_extra: dict[str, Any] | None = None,
+    ) -> None:
         self.home = home
+        self.gemini_extra = gemini_extra or {}
         self.dags_folder = dags_folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,7 +132,11 @@ class AirflowStack:
                 kill_session(process)
 
     def env(self) -> dict[str, str]:
-        gemini = {"conn_type": "gemini", "password": API_KEY, "extra": {"base_url": self.emulator_url}}
+        gemini = {
+            "conn_type": "gemini",
+            "password": API_KEY,
+            "extra": {"base_url": self.emulator_url, **self.gemini_extra},
+        }
         passwords = self.home / "passwords.json"
         passwords.write_text(json.dumps({USERNAME: PASSWORD}))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
@@ -219,9 +229,15 @@ class AirflowStack:
         wait_until(lambda: self.api.get(f"/dags/{dag_id}").status_code == 200, timeout, f"DAG {dag_id}")
         self.api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
-    def trigger(self, dag_id: str, logical_date: str, run_id: str | None = None) -> str:
+    def trigger(
+        self, dag_id: str, logical_date: str, run_id: str | None = None, conf: dict[str, Any] | None = None
+    ) -> str:
         assert self.api is not None
-        body = {"logical_date": logical_date, "dag_run_id": run_id or f"e2e__{logical_date}"}
+        body = {
+            "logical_date": logical_date,
+            "dag_run_id": run_id or f"e2e__{logical_date}",
+            "conf": conf or {},
+        }
         response = self.api.post(f"/dags/{dag_id}/dagRuns", json=body)
         response.raise_for_status()
         return str(response.json()["dag_run_id"])
@@ -326,6 +342,20 @@ def kill_session(process: subprocess.Popen[bytes]) -> None:
         psutil.wait_procs(members, timeout=5)  # until they are gone, not a fixed pause
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=30)
+
+
+def kill_task_process(task_instance_id: str) -> int:
+    """SIGKILL the process that runs a task instance (Airflow titles it ``airflow worker -- <id>``), as
+    the kernel's OOM killer would; its supervisor lives on and reports the loss. Returns its pid."""
+    import psutil  # Airflow's own dependency
+
+    title = f"airflow worker -- {task_instance_id}"
+    for process in psutil.process_iter(["cmdline"]):
+        if title in " ".join(process.info["cmdline"] or []):
+            process.kill()
+            process.wait(timeout=30)
+            return int(process.pid)
+    raise LookupError(f"no process runs task instance {task_instance_id}")
 
 
 def _answers(url: str) -> bool:
