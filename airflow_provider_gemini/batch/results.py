@@ -112,8 +112,8 @@ _LINE: dict[bool, msgspec.json.Decoder[_Line[Any]]] = {
 _NO_USAGE = _Usage()
 
 
-class ResultRow(msgspec.Struct, frozen=True, gc=False):
-    """One request's outcome, flattened."""
+class ResultRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """One request's outcome, flattened; encoded as JSON it is its base record (``parsed`` is left out)."""
 
     key: str
     text: str | None
@@ -130,11 +130,7 @@ class ResultRow(msgspec.Struct, frozen=True, gc=False):
         return self.error is None
 
     def to_record(self, *, parse_json: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A flat dict: the base columns, then parsed fields, then the joined input's fields.
-
-        A parsed field named like a base column is prefixed ``parsed_``; an input field named like
-        either is prefixed ``input_``.
-        """
+        """A flat dict: the base columns, then the ``fields`` beyond them."""
         record: dict[str, Any] = {
             "key": self.key,
             "text": self.text,
@@ -145,13 +141,27 @@ class ResultRow(msgspec.Struct, frozen=True, gc=False):
             "total_tokens": self.total_tokens,
             "error": self.error,
         }
+        if parse_json or extra:
+            record.update(self.fields(parse_json=parse_json, extra=extra))
+        return record
+
+    def fields(self, *, parse_json: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The fields beyond the base columns: the parsed answer's, then the joined input's.
+
+        A parsed field named like a base column is prefixed ``parsed_``; an input field named like
+        either is prefixed ``input_``.
+        """
+        fields: dict[str, Any] = {}
         if parse_json and self.parsed:
             for name, value in self.parsed.items():
-                record[f"parsed_{name}" if name in record else name] = value
+                fields[f"parsed_{name}" if name in _BASE or name in fields else name] = value
         if extra:
             for name, value in extra.items():
-                record[f"input_{name}" if name in record else name] = value
-        return record
+                fields[f"input_{name}" if name in _BASE or name in fields else name] = value
+        return fields
+
+
+_BASE = frozenset(FLAT_COLUMNS)
 
 
 class _NoKey(Exception):

@@ -1,4 +1,9 @@
-"""Writers for each output format, fed row by row into a binary stream in bounded memory.
+"""Writers for each output format, fed a block of rows at a time into a binary stream in bounded memory.
+
+A block is the rows of a block of result lines (``ResultRow``), with, when the rows carry more than
+the base columns (parsed answers, joined input), one dict of those fields per row. The base columns
+are read from the rows column by column (``attrgetter``, in C): no dict is built per row unless
+there are such fields.
 
 Columns of CSV and Parquet must be fixed before the first row is written: the base columns, then the
 structured-output fields (from the response schema, or from the first rows), then the joined input's.
@@ -9,18 +14,23 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any, Protocol
 
 import msgspec
 
 from airflow_provider_gemini.batch.errors import ResultsFormatError
-from airflow_provider_gemini.batch.results import FLAT_COLUMNS
+from airflow_provider_gemini.batch.results import FLAT_COLUMNS, ResultRow
 
 _JSONL = msgspec.json.Encoder(enc_hook=str)  # UTF-8 as is; what JSON cannot hold, as its str()
 SAMPLE_ROWS = 1000
 PARQUET_BATCH_ROWS = 10_000
 FORMATS = ("jsonl", "flat_jsonl", "csv", "parquet")
+_TOKEN_COLUMNS = frozenset(("prompt_tokens", "output_tokens", "cached_tokens", "total_tokens"))
+_BASE_GET = {name: attrgetter(name) for name in FLAT_COLUMNS}
+
+Extras = Sequence[dict[str, Any]] | None  # per row, the fields beyond the base columns; None: none at all
 
 
 class Sink(Protocol):
@@ -67,39 +77,51 @@ class _RowWriter:
         self.out = _Counting(sink)
         self.known_columns = known_columns or []
         self.columns: list[str] | None = None
-        self.sample: list[dict[str, Any]] = []
+        self.held: list[tuple[Sequence[ResultRow], Extras]] = []
+        self.held_rows = 0
 
     @property
     def bytes_written(self) -> int:
         return self.out.bytes
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write_rows(self, rows: Sequence[ResultRow], extras: Extras = None) -> None:
+        """A block of rows, with the fields beyond the base columns of each (or None)."""
         if self.columns is None:
-            self.sample.append(record)
-            if len(self.sample) >= SAMPLE_ROWS:
+            self.held.append((rows, extras))
+            self.held_rows += len(rows)
+            if self.held_rows >= SAMPLE_ROWS:
                 self._fix_columns()
             return
-        self._write(record)
+        self._write(rows, extras)
 
     def _fix_columns(self) -> None:
         columns: dict[str, None] = dict.fromkeys([*FLAT_COLUMNS, *self.known_columns])
-        for record in self.sample:
-            columns.update(dict.fromkeys(record))
+        for _, extras in self.held:
+            for fields in extras or ():
+                columns.update(dict.fromkeys(fields))
         self.columns = list(columns)
         self._start()
-        for record in self.sample:
-            self._write(record)
-        self.sample = []
+        for rows, extras in self.held:
+            self._write(rows, extras)
+        self.held = []
 
     def close(self) -> None:
         if self.columns is None:
             self._fix_columns()
         self._finish()
 
+    def _column(self, name: str, rows: Sequence[ResultRow], extras: Extras) -> list[Any]:
+        """One column's values in a block."""
+        if name in _BASE_GET:
+            return list(map(_BASE_GET[name], rows))
+        if extras is None:
+            return [None] * len(rows)
+        return [fields.get(name) for fields in extras]
+
     def _start(self) -> None:
         pass
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, rows: Sequence[ResultRow], extras: Extras) -> None:
         raise NotImplementedError
 
     def _finish(self) -> None:
@@ -107,57 +129,46 @@ class _RowWriter:
 
 
 class FlatJsonlWriter(_RowWriter):
-    """JSONL needs no fixed columns: rows are encoded a thousand at a time, as they come."""
+    """JSONL needs no fixed columns: each block is encoded as it comes, rows as they are when they
+    carry only the base columns (a ``ResultRow`` encodes as its record)."""
 
-    def write(self, record: dict[str, Any]) -> None:
-        self.sample.append(record)
-        if len(self.sample) >= SAMPLE_ROWS:
-            self._finish()
+    def write_rows(self, rows: Sequence[ResultRow], extras: Extras = None) -> None:
+        if extras is None:
+            self.out.write(_JSONL.encode_lines(rows))
+        else:
+            records = [{**row.to_record(), **fields} for row, fields in zip(rows, extras, strict=True)]
+            self.out.write(_JSONL.encode_lines(records))
 
     def close(self) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        if self.sample:
-            self.out.write(_JSONL.encode_lines(self.sample))
-            self.sample = []
+        pass
 
 
 class CsvWriter(_RowWriter):
-    """Rows as the ``csv`` module writes them by default (quotes only where needed, ``\\r\\n``), a
-    thousand at a time.
+    """Rows as the ``csv`` module writes them by default (quotes only where needed, ``\\r\\n``).
 
-    Quoted by hand for speed: the ``csv`` module inspects each character of each field in turn (about
-    70 MB/s of answers); here each line is joined first and searched once for the four characters
-    that need quotes, with ``str`` methods, and only a line that has one is quoted field by field.
-    ``tests/transfers/test_writers.py`` holds the output to the ``csv`` module's.
+    Built column by column for speed (the ``csv`` module inspects each character of each field in
+    turn: about 70 MB/s of answers): each column of a block is turned into text, joined and searched
+    once for the four characters that need quotes, and only a column that has one is quoted field by
+    field; rows are then joined in C. ``tests/transfers/test_writers.py`` holds the output to the
+    ``csv`` module's.
     """
 
     def _start(self) -> None:
-        self.lines: list[str] = [_csv_line(self.columns or [])]
+        self.out.write((",".join(_csv_quoted_column(self.columns or [])) + "\r\n").encode())
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self.lines.append(_csv_line(map(record.get, self.columns or [])))
-        if len(self.lines) >= SAMPLE_ROWS:
-            self._finish()
+    def _write(self, rows: Sequence[ResultRow], extras: Extras) -> None:
+        if not rows:
+            return
+        columns = [_csv_quoted_column(self._csv_texts(name, rows, extras)) for name in self.columns or []]
+        self.out.write(("\r\n".join(map(",".join, zip(*columns, strict=True))) + "\r\n").encode())
 
-    def _finish(self) -> None:
-        if self.lines:
-            self.lines.append("")
-            self.out.write("\r\n".join(self.lines).encode())
-            self.lines = []
-
-
-def _csv_line(values: Iterable[Any]) -> str:
-    # The usual values (text, None, token counts) converted inline: a call per value costs more.
-    texts = [
-        v if type(v) is str else "" if v is None else str(v) if type(v) is int else _csv_text(v)
-        for v in values
-    ]
-    line = ",".join(texts)
-    if line.count(",") >= len(texts) or '"' in line or "\n" in line or "\r" in line:
-        return ",".join(map(_csv_quoted, texts))  # some field has a comma, quote or line end
-    return line
+    def _csv_texts(self, name: str, rows: Sequence[ResultRow], extras: Extras) -> list[str]:
+        values = self._column(name, rows, extras)
+        if name in _TOKEN_COLUMNS:
+            return list(map(str, values))
+        if name in _BASE_GET:  # text or None
+            return ["" if v is None else v for v in values] if None in values else values
+        return [v if type(v) is str else "" if v is None else _csv_text(v) for v in values]
 
 
 def _csv_text(value: Any) -> str:
@@ -166,6 +177,14 @@ def _csv_text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _csv_quoted_column(texts: list[str]) -> list[str]:
+    """The column as is, unless some field has a comma, quote or line end: then each such field quoted."""
+    joined = "".join(texts)
+    if "," in joined or '"' in joined or "\n" in joined or "\r" in joined:
+        return list(map(_csv_quoted, texts))
+    return texts
 
 
 def _csv_quoted(text: str) -> str:
@@ -182,19 +201,21 @@ class ParquetWriter(_RowWriter):
         import pyarrow.parquet as pq
 
         self.pa = pa
-        fields = [pa.field(name, _arrow_type(pa, name, self.sample)) for name in self.columns or []]
+        sample: dict[str, list[Any]] = {name: [] for name in self.columns or []}
+        for rows, extras in self.held:
+            for name, values in sample.items():
+                values += self._column(name, rows, extras)
+        fields = [pa.field(name, _arrow_type(pa, name, sample[name])) for name in self.columns or []]
         self.schema = pa.schema(fields)
         self.writer = pq.ParquetWriter(self.out, self.schema, compression="zstd")
-        # Values gathered column by column as rows come (no row kept whole: fewer objects to hold).
+        # Values gathered column by column as blocks come (no row kept whole: fewer objects to hold).
         self.pending: list[list[Any]] = [[] for _ in self.schema.names]
-        self.gather = list(zip(self.schema.names, self.pending, strict=True))
         self.rows = 0
 
-    def _write(self, record: dict[str, Any]) -> None:
-        get = record.get
-        for name, values in self.gather:
-            values.append(get(name))
-        self.rows += 1
+    def _write(self, rows: Sequence[ResultRow], extras: Extras) -> None:
+        for name, values in zip(self.schema.names, self.pending, strict=True):
+            values += self._column(name, rows, extras)
+        self.rows += len(rows)
         if self.rows >= PARQUET_BATCH_ROWS:
             self._flush()
 
@@ -225,18 +246,10 @@ class ParquetWriter(_RowWriter):
         self.writer.close()
 
 
-_BASE_TYPES = {
-    "prompt_tokens": "int64",
-    "output_tokens": "int64",
-    "cached_tokens": "int64",
-    "total_tokens": "int64",
-}
-
-
-def _arrow_type(pa: Any, name: str, sample: list[dict[str, Any]]) -> Any:
+def _arrow_type(pa: Any, name: str, sample: list[Any]) -> Any:
     if name in FLAT_COLUMNS:
-        return pa.int64() if name in _BASE_TYPES else pa.string()
-    values = [r.get(name) for r in sample if r.get(name) is not None]
+        return pa.int64() if name in _TOKEN_COLUMNS else pa.string()
+    values = [v for v in sample if v is not None]
     if values and all(isinstance(v, bool) for v in values):
         return pa.bool_()
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
