@@ -1,7 +1,7 @@
 """The fault matrix of paying once, as tests on a real Airflow (api-server, scheduler, dag-processor,
-triggerer as separate processes, LocalExecutor) driven through its REST API, with the emulator in its
-own process. One stack serves the whole package; every test counts the emulator's calls and jobs as
-differences, so the tests share it without resetting it.
+triggerer as separate processes, LocalExecutor with 8 task slots, PostgreSQL) driven through its REST
+API, with the emulator in its own process. One stack serves the whole package; every test counts the
+emulator's calls and jobs as differences, so the tests share it without resetting it.
 
 The emulator's clock is frozen: jobs end only when a test moves it, so no step races a clock. The
 Gemini connection allows 10 s a call and no SDK retries, so a retry that finds a create in flight
@@ -19,7 +19,7 @@ import pytest
 
 from airflow_provider_gemini.testing.emulator import EmulatorClient
 from tests.e2e.conftest import running
-from tests.e2e.stack import AirflowStack, kill_task_process, wait_until
+from tests.e2e.stack import AirflowStack, PostgresStack, kill_task_process, wait_until
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).resolve().parent
@@ -27,10 +27,11 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="package")
 def chaos(request: pytest.FixtureRequest) -> Iterator[AirflowStack]:
-    stack = AirflowStack(
+    stack = PostgresStack(
         Path(tempfile.mkdtemp(prefix="gemini-chaos-")),
         dags_folder=HERE / "dags",
         gemini_extra={"timeout": 10, "retry_attempts": 1},
+        parallelism=8,
     )
     with running(stack, request):
         EmulatorClient(stack.emulator_url).freeze()

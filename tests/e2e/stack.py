@@ -53,9 +53,11 @@ class AirflowStack:
         home: Path,
         dags_folder: Path = ROOT / "example_dags",
         gemini_extra: dict[str, Any] | None = None,
+        parallelism: int = 4,
     ) -> None:
         self.home = home
         self.gemini_extra = gemini_extra or {}
+        self.parallelism = parallelism
         self.dags_folder = dags_folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -146,7 +148,7 @@ class AirflowStack:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
@@ -375,89 +377,20 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 0.5) -> 
     raise TimeoutError(f"waited {timeout:.0f} s for {what}")
 
 
-class DistributedStack(AirflowStack):
-    """Airflow as a deployment across machines runs it: PostgreSQL as the metadata database, Redis as
-    the Celery broker, the CeleryExecutor with one worker (``airflow celery worker``), two triggerers,
-    the api-server, scheduler and dag-processor, each in its own session so any one can be killed with
-    ``kill_session`` like a lost machine. Heartbeats and health checks are short so that Airflow
-    notices a lost triggerer or worker within seconds.
+class PostgresStack(AirflowStack):
+    """The same Airflow with PostgreSQL as its metadata database, as production runs it: SQLite locks
+    under many concurrent runs (the scheduler dies of "database is locked")."""
 
-    Triggerers are told apart by their job ids (``triggerer_jobs``): each is started once the one
-    before it has its ``job`` row, so start order and id order agree.
-    """
-
-    TRIGGERERS = ("triggerer-1", "triggerer-2")
-
-    def __init__(self, home: Path, dags_folder: Path) -> None:
-        super().__init__(home, dags_folder)
+    def __init__(self, home: Path, dags_folder: Path, **options: Any) -> None:
+        super().__init__(home, dags_folder, **options)
         self.pg_port = free_port()
-        self.redis_port = free_port()
         self.database = f"postgresql+psycopg2://airflow@127.0.0.1:{self.pg_port}/airflow"
-        self.triggerer_jobs: dict[str, int] = {}
-        self.workers = 1
-
-    def start(self) -> DistributedStack:
-        super().start()
-        for name in self.TRIGGERERS:
-            env = {**self.env(), "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
-            self.launch(name, [str(BIN / "airflow"), "triggerer"], env)
-            wait_until(functools.partial(self._registered, name), 180, f"{name}'s job row")
-        return self
-
-    def _registered(self, triggerer: str) -> bool:
-        """Whether ``triggerer`` has its job row yet: the one triggerer job not known so far."""
-        if self.processes[triggerer].poll() is not None:
-            raise RuntimeError(f"{triggerer} exited early:\n{self.log_tail(triggerer)}")
-        rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
-        new = [job for (job,) in rows if job not in self.triggerer_jobs.values()]
-        if new:
-            self.triggerer_jobs[triggerer] = new[0]
-        return bool(new)
-
-    def components(self) -> dict[str, list[str]]:
-        components = super().components()
-        del components["triggerer"]  # two, started in order by start()
-        components["celery-worker-1"] = self.worker_command()
-        return components
-
-    def worker_command(self) -> list[str]:
-        options = "--concurrency 2 --without-mingle --without-gossip"  # one worker: nothing to sync with
-        return [str(BIN / "airflow"), "celery", "worker", *options.split()]
-
-    def start_worker(self) -> str:
-        """Another Celery worker, as on a replacement machine; returns its name."""
-        self.workers += 1
-        name = f"celery-worker-{self.workers}"
-        self.launch(name, self.worker_command())
-        return name
 
     def env(self) -> dict[str, str]:
-        env = super().env()
-        env.update(
-            {
-                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database,
-                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database,
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
-                # A triggerer silent for 15 s is dead and another takes its triggers (defaults: beats
-                # every 5 s, dead after 30 s); a busy loop on a loaded machine beats late by a few seconds.
-                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
-                # A running task silent for 30 s (6 missed beats of its supervisor, every 5 s) is failed
-                # and retried (default: 300 s, looked for every 10 s).
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
-            }
-        )
-        return env
-
-    # -- PostgreSQL and Redis ----------------------------------------------------------------------
+        return {**super().env(), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database}
 
     def _start_services(self) -> None:
         self._start_postgres()
-        self._start_redis()
 
     def _start_postgres(self) -> None:
         """A throwaway cluster on a loopback port. PostgreSQL refuses to run as root: as root, it runs as
@@ -510,24 +443,6 @@ class DistributedStack(AirflowStack):
             db.autocommit = True
             db.cursor().execute("CREATE DATABASE airflow")
 
-    def _start_redis(self) -> None:
-        server = shutil.which("redis-server") or "/usr/bin/redis-server"
-        assert Path(server).exists(), "Redis is missing: `make test` installs the Debian package redis-server"
-        args = [server, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.home), "--daemonize", "no"]
-        self.launch("redis", args, env=dict(os.environ))
-        self.services.append("redis")
-
-        def answers() -> bool:
-            import redis
-
-            try:
-                return bool(redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=5).ping())
-            except redis.RedisError:
-                return False
-
-        wait_until(answers, 60, "Redis")
-
     def _connect(self, database: str = "airflow") -> Any:
         import psycopg2
 
@@ -553,6 +468,106 @@ class DistributedStack(AirflowStack):
             with db.cursor() as cursor:
                 cursor.execute(query, params)
                 return list(cursor.fetchall())
+
+
+class DistributedStack(PostgresStack):
+    """Airflow as a deployment across machines runs it: PostgreSQL as the metadata database, Redis as
+    the Celery broker, the CeleryExecutor with one worker (``airflow celery worker``), two triggerers,
+    the api-server, scheduler and dag-processor, each in its own session so any one can be killed with
+    ``kill_session`` like a lost machine. Heartbeats and health checks are short so that Airflow
+    notices a lost triggerer or worker within seconds.
+
+    Triggerers are told apart by their job ids (``triggerer_jobs``): each is started once the one
+    before it has its ``job`` row, so start order and id order agree.
+    """
+
+    TRIGGERERS = ("triggerer-1", "triggerer-2")
+
+    def __init__(self, home: Path, dags_folder: Path) -> None:
+        super().__init__(home, dags_folder)
+        self.redis_port = free_port()
+        self.triggerer_jobs: dict[str, int] = {}
+        self.workers = 1
+
+    def start(self) -> DistributedStack:
+        super().start()
+        for name in self.TRIGGERERS:
+            env = {**self.env(), "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+            self.launch(name, [str(BIN / "airflow"), "triggerer"], env)
+            wait_until(functools.partial(self._registered, name), 180, f"{name}'s job row")
+        return self
+
+    def _registered(self, triggerer: str) -> bool:
+        """Whether ``triggerer`` has its job row yet: the one triggerer job not known so far."""
+        if self.processes[triggerer].poll() is not None:
+            raise RuntimeError(f"{triggerer} exited early:\n{self.log_tail(triggerer)}")
+        rows = self.sql("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
+        new = [job for (job,) in rows if job not in self.triggerer_jobs.values()]
+        if new:
+            self.triggerer_jobs[triggerer] = new[0]
+        return bool(new)
+
+    def components(self) -> dict[str, list[str]]:
+        components = super().components()
+        del components["triggerer"]  # two, started in order by start()
+        components["celery-worker-1"] = self.worker_command()
+        return components
+
+    def worker_command(self) -> list[str]:
+        options = "--concurrency 2 --without-mingle --without-gossip"  # one worker: nothing to sync with
+        return [str(BIN / "airflow"), "celery", "worker", *options.split()]
+
+    def start_worker(self) -> str:
+        """Another Celery worker, as on a replacement machine; returns its name."""
+        self.workers += 1
+        name = f"celery-worker-{self.workers}"
+        self.launch(name, self.worker_command())
+        return name
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.database,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                # A triggerer silent for 15 s is dead and another takes its triggers (defaults: beats
+                # every 5 s, dead after 30 s); a busy loop on a loaded machine beats late by a few seconds.
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+                # A running task silent for 30 s (6 missed beats of its supervisor, every 5 s) is failed
+                # and retried (default: 300 s, looked for every 10 s).
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+            }
+        )
+        return env
+
+    # -- Redis -------------------------------------------------------------------------------------
+
+    def _start_services(self) -> None:
+        super()._start_services()
+        self._start_redis()
+
+    def _start_redis(self) -> None:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        assert Path(server).exists(), "Redis is missing: `make test` installs the Debian package redis-server"
+        args = [server, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.home), "--daemonize", "no"]
+        self.launch("redis", args, env=dict(os.environ))
+        self.services.append("redis")
+
+        def answers() -> bool:
+            import redis
+
+            try:
+                return bool(redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=5).ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(answers, 60, "Redis")
 
     # -- what the tests look at --------------------------------------------------------------------
 
