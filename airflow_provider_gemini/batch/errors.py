@@ -33,6 +33,10 @@ class BatchInputError(GeminiBatchError, ValueError):
         self.line = line
 
 
+class EmptyInputError(BatchInputError):
+    """The input holds no request (an empty file or table, or every record skipped)."""
+
+
 class BatchJobError(GeminiBatchError):
     """A batch job ended badly: failed, cancelled, expired, or too many failed requests."""
 

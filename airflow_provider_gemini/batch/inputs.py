@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import string
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Annotated, Any
 
 import msgspec
 
-from airflow_provider_gemini.batch.errors import BatchInputError
+from airflow_provider_gemini.batch.errors import BatchInputError, EmptyInputError
 from airflow_provider_gemini.batch.overlap import write_behind
 
 # Documented limits: an input file up to 2 GB, inline requests under 20 MB. Read as decimal units,
@@ -140,6 +142,7 @@ class PreparedInput:
     size_bytes: int
     fingerprint: str
     keys_sample: tuple[str, ...]
+    null_records: int = 0  # records with a null prompt field, skipped or filled (``null_policy``)
 
     @property
     def fits_inline(self) -> bool:
@@ -265,7 +268,7 @@ class _Writer:
     def finish(self) -> PreparedInput:
         self._close()
         if not self.count:
-            raise self.error("no requests: the input is empty", None)
+            raise EmptyInputError("no requests: the input is empty", source=self.source)
         if suspects := self.keys.repeated_hashes():
             self._raise_first_repeat(suspects)
         return PreparedInput(
@@ -484,16 +487,38 @@ def prepare_from_records(
     options: RequestOptions | None = None,
     workdir: str | os.PathLike[str],
     source: str = "records",
+    null_policy: str = "fail",
 ) -> PreparedInput:
-    """One request per record: the prompt is ``prompt_template.format_map(record)`` (or a callable)."""
+    """One request per record: the prompt is ``prompt_template.format_map(record)`` (or a callable).
+
+    A null (``None``) in a field the template names would reach the prompt as the text ``None``, paid
+    for: ``null_policy`` fails on it (``fail``), leaves the record out (``skip_row``) or fills the
+    field with an empty string (``empty``). A callable template gets the record as it is.
+    """
     options = options or RequestOptions()
+    if null_policy not in NULL_POLICIES:
+        raise ValueError(f"null_policy must be one of {', '.join(NULL_POLICIES)}, not {null_policy!r}")
+    fields = () if callable(prompt_template) else template_fields(prompt_template)
+    nulls = 0
 
     def fill(writer: _Writer) -> None:
+        nonlocal nulls
         for number, record in enumerate(records, start=1):
             if not isinstance(record, dict):
                 raise BatchInputError(
                     f"record {number} is not a dict but {type(record).__name__}", source=source
                 )
+            if empty := [name for name in fields if name in record and record[name] is None]:
+                if null_policy == "fail":
+                    raise BatchInputError(
+                        f'record {number}: field "{empty[0]}" is null; the prompt would say "None". '
+                        'Set null_policy="skip_row" or "empty", or fill it in the query',
+                        source=source,
+                    )
+                nulls += 1
+                if null_policy == "skip_row":
+                    continue
+                record = {**record, **dict.fromkeys(empty, "")}
             if key_field not in record:
                 raise BatchInputError(f'record {number} has no key field "{key_field}"', source=source)
             key = _key_of(record[key_field])
@@ -516,7 +541,19 @@ def prepare_from_records(
             request = {"contents": [{"role": "user", "parts": [{"text": str(prompt)}]}]}
             writer.add(key, options.apply(request), number)
 
-    return _prepare(workdir, source, fill, what="record")
+    return replace(_prepare(workdir, source, fill, what="record"), null_records=nulls)
+
+
+NULL_POLICIES = ("fail", "skip_row", "empty")
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The record fields a format string reads (``{a.b}`` and ``{a[0]}`` read ``a``)."""
+    names = []
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name:
+            names.append(re.split(r"[.\[]", field_name, maxsplit=1)[0])
+    return tuple(dict.fromkeys(names))
 
 
 def prepare_from_requests(

@@ -309,6 +309,11 @@ class GeminiHook(BaseHook):
             self._request("post", path, body, what=f"create batch {display_name}")
         )
 
+    def get_model(self, model: str) -> dict[str, Any]:
+        """The model as ``models.get`` describes it (``supportedGenerationMethods`` among the rest)."""
+        path = model if model.startswith("models/") else f"models/{model}"
+        return dict(self._request("get", path, what=f"get {path}"))
+
     def get_batch(self, name: str) -> BatchJobInfo:
         """The job with its request counts (``batchStats``) and error, which the SDK's object drops."""
         path = _batch_path(name)

@@ -14,10 +14,17 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_gemini._compat import (
     XCOM_ACCEPTS_NONE,
+    AirflowFailException,
+    AirflowSkipException,
     push_fields,
     task_state_store,
 )
-from airflow_provider_gemini.batch.errors import BatchInputError, GeminiApiError, is_transient
+from airflow_provider_gemini.batch.errors import (
+    BatchInputError,
+    EmptyInputError,
+    GeminiApiError,
+    is_transient,
+)
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.identity import (
     display_name_for,
@@ -47,13 +54,15 @@ INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
 # A job that ended badly is not re-attached to (see reattach_states), so clearing the task pays for a new one.
 # How far before an intent the account's list is read: the worker's clock and the API's may disagree.
 CLOCK_MARGIN = 15 * 60
+INPUT_FAILURE = "Failing without retry: a retry would read the same input. Nothing was uploaded or paid."
 AFTER_FAILURE = "the job has ended and will not change; clearing this task submits a new job."
 
 
 class GeminiBatchCreateOperator(BaseOperator):
     """Validates a batch input, uploads it and creates a Gemini batch job, never twice for one task instance.
 
-    The input is streamed once and checked line by line before anything is paid for. The job's
+    The input is streamed once and checked line by line, and the model looked up, before anything is
+    paid for; an invalid input fails without retry (a retry would read the same input). The job's
     display name carries a deterministic identity (dag, task, run, map index and a fingerprint of
     the input); a retry, a cleared task or a restarted worker finds that job and re-attaches to it.
 
@@ -64,6 +73,10 @@ class GeminiBatchCreateOperator(BaseOperator):
     :param records: a list of dicts (or an XComArg); each becomes a request from ``prompt_template``.
     :param prompt_template: Python format string (``"Describe {name}"``) or a callable(record) -> str.
     :param key_field: the record field used as the request key.
+    :param null_policy: a null in a field the template names: ``fail`` (default), ``skip_row`` (the
+        record is left out) or ``empty`` (filled with ""); never the text "None" in a paid prompt.
+    :param skip_on_empty: an input without requests (a quiet night's empty table) skips the task and
+        its downstream tasks instead of failing (default True).
     :param requests: a list of GenerateContentRequest dicts, with or without ``{"key", "request"}``.
     :param input_file_name: an already uploaded ``files/...`` (used as is, not validated).
 
@@ -112,6 +125,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         records: Any = None,
         prompt_template: str | Callable[[dict[str, Any]], str] | None = None,
         key_field: str = "id",
+        null_policy: Literal["fail", "skip_row", "empty"] = "fail",
+        skip_on_empty: bool = True,
         requests: Any = None,
         input_file_name: str | None = None,
         system_instruction: Any = None,
@@ -158,6 +173,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.records = records
         self.prompt_template = prompt_template
         self.key_field = key_field
+        self.null_policy = null_policy
+        self.skip_on_empty = skip_on_empty
         self.requests = requests
         self.input_file_name = input_file_name
         self.system_instruction = system_instruction
@@ -190,7 +207,14 @@ class GeminiBatchCreateOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="gemini-batch-") as workdir:
             # Validation first: nothing below this line runs for an invalid input.
-            prepared = self._prepare(workdir)
+            try:
+                prepared = self._prepare(workdir)
+            except EmptyInputError as err:
+                if self.skip_on_empty:
+                    raise AirflowSkipException(f"{err}: nothing to send, skipping (skip_on_empty)") from None
+                raise AirflowFailException(f"{err}. {INPUT_FAILURE}") from None
+            except BatchInputError as err:
+                raise AirflowFailException(f"{err}. {INPUT_FAILURE}") from None
             submission = self._submission(prepared)
             display_name = self._display_name(context, submission)
             job = None if self.force_rerun else self._find_existing(context, display_name, submission)
@@ -208,6 +232,7 @@ class GeminiBatchCreateOperator(BaseOperator):
             "state": job.state.value,
             "request_count": prepared.request_count if prepared else job.stats.request_count,
             "input_file": self._input_file,
+            "null_records": prepared.null_records if prepared else 0,
             "reattached": reattached,
         }
         if self.wait_for_completion:
@@ -267,6 +292,7 @@ class GeminiBatchCreateOperator(BaseOperator):
                 records,
                 prompt_template=self.prompt_template,
                 key_field=self.key_field,
+                null_policy=self.null_policy,
                 options=options,
                 workdir=workdir,
                 source=source,
@@ -289,6 +315,13 @@ class GeminiBatchCreateOperator(BaseOperator):
             source,
             prepared.fingerprint[:12],
         )
+        if prepared.null_records:
+            self.log.warning(
+                "%d records had a null in a prompt field: %s (null_policy=%r)",
+                prepared.null_records,
+                "left out" if self.null_policy == "skip_row" else "filled with empty text",
+                self.null_policy,
+            )
         return prepared
 
     # -- identity and re-attaching ---------------------------------------------------------------
@@ -452,6 +485,7 @@ class GeminiBatchCreateOperator(BaseOperator):
     ) -> BatchJobInfo:
         """Submit, with the intent recorded before the paid call and the job right after it: a try that
         dies in between leaves the intent, which tells the next try a create may be in flight."""
+        self._check_model()
         store = task_state_store(context)
         if store is not None:
             store.set(STATE_KEY, {"display_name": display_name, "intent_at": time.time(), **submission})
@@ -465,6 +499,25 @@ class GeminiBatchCreateOperator(BaseOperator):
         return job
 
     # -- submitting and waiting ----------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        """Refuse a model the API does not have, or does not serve in batch mode, before paying: the
+        create would be refused too, but after the upload."""
+        name = _model_name(self.model)
+        try:
+            model = self.hook.get_model(name)
+        except GeminiApiError as err:
+            if err.code != 404:
+                raise
+            raise AirflowFailException(
+                f"Model {name} does not exist for this connection ({err}). Check `model`. {INPUT_FAILURE}"
+            ) from None
+        methods = model.get("supportedGenerationMethods") or []
+        if methods and "batchGenerateContent" not in methods:
+            raise AirflowFailException(
+                f"Model {name} does not serve batch mode (it supports {', '.join(methods)}). "
+                f"Choose a model that lists batchGenerateContent. {INPUT_FAILURE}"
+            )
 
     def _submit(self, prepared: PreparedInput | None, display_name: str) -> BatchJobInfo:
         if prepared is None:

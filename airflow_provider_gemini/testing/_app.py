@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from airflow_provider_gemini.batch.wire import field
-from airflow_provider_gemini.testing import _responses
+from airflow_provider_gemini.testing import _models, _responses
 from airflow_provider_gemini.testing._state import (
     DEFAULT_SETTINGS,
     Emulated,
@@ -475,6 +475,10 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
 
 
 async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *, embed: bool = False) -> Any:
+    method = "asyncBatchEmbedContent" if embed else "batchGenerateContent"
+    supported = _models.methods(match.group("model"), emu.state.settings)
+    if supported is None or method not in supported:
+        raise ApiError(404, _models.not_found(match.group("model"), _version(request), method), "NOT_FOUND")
     body = await request.json()
     batch = field(body, "batch") or {}
     config = field(batch, "inputConfig", "input_config") or {}
@@ -515,6 +519,17 @@ async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *,
         )
     await emu.settle(job)  # a zero-second clock ends the job at once
     return emu.resource(job)
+
+
+def _version(request: Request) -> str:
+    return request.url.path.strip("/").split("/")[0]
+
+
+async def model_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    supported = _models.methods(match.group("model"), emu.state.settings)
+    if supported is None:
+        raise ApiError(404, _models.not_found(match.group("model"), _version(request), "get"), "NOT_FOUND")
+    return _models.resource(match.group("model"), supported)
 
 
 async def embed_batch(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
@@ -645,6 +660,7 @@ API_ROUTES: list[tuple[str, str, str, Handler]] = [
     ("DELETE", r"(?:.*/)?[^/]+/files/(?P<id>[^/:]+)", "file_deletes", file_delete),
     ("GET", r"(?:.*/)?[^/]+/files", "file_lists", file_list),
     ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):batchGenerateContent", "creates", create_batch),
+    ("GET", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+)", "model_gets", model_get),
     ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):asyncBatchEmbedContent", "embed_creates", embed_batch),
     ("POST", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+):cancel", "cancels", batch_cancel),
     ("GET", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "gets", batch_get),

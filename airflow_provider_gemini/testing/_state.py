@@ -41,6 +41,7 @@ CALL_NAMES = (
     "cache_gets",
     "cache_lists",
     "cache_deletes",
+    "model_gets",
 )
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -52,6 +53,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "job_outcome": "SUCCEEDED",
     "job_error": None,
     "latency_seconds": 0.0,
+    "extra_models": [],  # model names to accept beside the known ones (testing._models)
 }
 FILE_TTL = timedelta(hours=48)
 

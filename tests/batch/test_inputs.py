@@ -242,3 +242,56 @@ def test_requests_keyed_or_not(tmp_path):
     assert next(keyed.iter_lines())["key"] == "q"
     with pytest.raises(BatchInputError, match='request 2: request has no "contents"'):
         prepare_from_requests([bare, {"generationConfig": {}}], workdir=tmp_path)
+
+
+TICKETS = [
+    {"id": 1, "subject": "Refund", "body": "It broke"},
+    {"id": 2, "subject": None, "body": "No subject here", "unused": None},
+]
+TICKET_TEMPLATE = "Subject: {subject}\n{body}"
+
+
+def prompts(prepared):
+    return {e["key"]: e["request"]["contents"][0]["parts"][0]["text"] for e in prepared.iter_lines()}
+
+
+def test_a_null_prompt_field_fails_by_default_naming_the_record_and_field(tmp_path):
+    with pytest.raises(
+        BatchInputError, match='record 2: field "subject" is null; the prompt would say "None"'
+    ):
+        prepare_from_records(TICKETS, prompt_template=TICKET_TEMPLATE, key_field="id", workdir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_null_policies_leave_the_record_out_or_fill_the_field(tmp_path):
+    skipped = prepare_from_records(
+        TICKETS, prompt_template=TICKET_TEMPLATE, key_field="id", workdir=tmp_path, null_policy="skip_row"
+    )
+    assert (prompts(skipped), skipped.null_records) == ({"1": "Subject: Refund\nIt broke"}, 1)
+    filled = prepare_from_records(
+        TICKETS, prompt_template=TICKET_TEMPLATE, key_field="id", workdir=tmp_path, null_policy="empty"
+    )
+    assert prompts(filled)["2"] == "Subject: \nNo subject here"
+    assert filled.null_records == 1
+    # A null in a field the template does not read is no one's business.
+    unused = [{"id": 1, "subject": "s", "body": "b", "unused": None}]
+    assert prepare_from_records(unused, prompt_template=TICKET_TEMPLATE, key_field="id", workdir=tmp_path)
+
+
+def test_every_record_left_out_is_an_empty_input(tmp_path):
+    with pytest.raises(inputs.EmptyInputError, match="no requests"):
+        prepare_from_records(
+            TICKETS[1:],
+            prompt_template=TICKET_TEMPLATE,
+            key_field="id",
+            workdir=tmp_path,
+            null_policy="skip_row",
+        )
+
+
+@pytest.mark.parametrize(
+    ("template", "fields"),
+    [("{a} and {b.c} and {d[0]} and {a}", ("a", "b", "d")), ("{{literal}} {x!r:>10}", ("x",)), ("none", ())],
+)
+def test_template_fields_are_the_record_fields_it_reads(template, fields):
+    assert inputs.template_fields(template) == fields

@@ -431,3 +431,23 @@ def test_an_account_s_history_is_finished_jobs_from_the_past_listed_after_new_on
     assert ages == pytest.approx([12 * 3600, 24 * 3600, 36 * 3600, 48 * 3600], abs=1)
     assert {job.state.name for job in listed[1:]} == {"JOB_STATE_SUCCEEDED"}
     assert gemini_emulator.stats()["jobs_created"] == 1  # the past is not counted as created here
+
+
+def test_an_unknown_model_or_one_without_batch_is_refused_as_the_api_does(gemini_emulator):
+    client = client_for(gemini_emulator)
+    model = client.models.get(model="gemini-2.5-flash")
+    assert "batchGenerateContent" in model.supported_actions
+    with pytest.raises(errors.ClientError) as unknown:
+        client.batches.create(model="gemini-2.5-flsh", src=inline(["x"]))
+    assert unknown.value.code == 404
+    assert "models/gemini-2.5-flsh is not found for API version v1, or is not supported for " in str(
+        unknown.value
+    )
+    with pytest.raises(errors.ClientError) as no_batch:
+        client.batches.create(model="gemini-2.0-flash-live-001", src=inline(["x"]))
+    assert "not supported for batchGenerateContent" in str(no_batch.value)
+    with pytest.raises(errors.ClientError):
+        client.models.get(model="gemini-2.5-flsh")
+    gemini_emulator.configure(extra_models=["gemini-9-flash"])
+    assert client.batches.create(model="gemini-9-flash", src=inline(["x"])).name.startswith("batches/")
+    assert gemini_emulator.stats()["jobs_created"] == 1
