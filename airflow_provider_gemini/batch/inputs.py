@@ -21,6 +21,7 @@ import msgspec
 
 from airflow_provider_gemini.batch.errors import BatchInputError, EmptyInputError
 from airflow_provider_gemini.batch.overlap import write_behind
+from airflow_provider_gemini.batch.schemas import response_schema_problem
 
 # Documented limits: an input file up to 2 GB, inline requests under 20 MB. Read as decimal units,
 # the conservative reading.
@@ -101,6 +102,8 @@ class RequestOptions:
             )
         if self.generation_config is not None:
             wire["generationConfig"] = _generation_config(self.generation_config)
+            if problem := response_schema_problem(wire["generationConfig"]):
+                raise BatchInputError(problem, source="generation_config")
         if self.tools is not None:
             wire["tools"] = _plain(list(self.tools))
         if self.cached_content is not None:

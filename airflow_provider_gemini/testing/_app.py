@@ -33,6 +33,7 @@ from airflow_provider_gemini.testing._state import (
     answer,
     new_id,
     now_iso,
+    schema_problem,
 )
 
 CHUNK = 1 << 20
@@ -460,6 +461,9 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
         request = raw.get("request")
         if not isinstance(request, dict):
             request = None
+        if problem := schema_problem(request):  # the create's body does not parse: refused whole
+            where = f"batch.input_config.requests.requests[{index - 1}].request.generation_config"
+            raise ApiError(400, f"Invalid value at '{where}': {problem}", "INVALID_ARGUMENT")
         failure = None if request is not None else "Request is missing"
         if failure is None and not embed and not field(request, "contents"):
             failure = "* GenerateContentRequest.contents: contents is not specified"

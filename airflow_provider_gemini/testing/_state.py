@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_gemini.batch.schemas import response_schema_problem
 from airflow_provider_gemini.batch.wire import field as wire_field
 from airflow_provider_gemini.testing import _responses
 
@@ -336,6 +337,8 @@ class Emulated:
     # -- jobs ----------------------------------------------------------------------------------
 
     def request_failure(self, key: str, request: dict[str, Any] | None = None) -> str | None:
+        if problem := schema_problem(request):
+            return f"* GenerateContentRequest.generation_config.{problem}"
         cache = wire_field(request or {}, "cachedContent", "cached_content")
         if cache and self.cache(str(cache)) is None:
             return f"CachedContent not found (or permission denied): {cache}"
@@ -481,6 +484,12 @@ class Emulated:
             "caches_created": self.caches_created,
             "live_caches": sorted(c["name"] for c in self.caches.values()),
         }
+
+
+def schema_problem(request: dict[str, Any] | None) -> str | None:
+    """What the API would refuse in a request's response schema (the provider's own rules)."""
+    config = wire_field(request or {}, "generationConfig", "generation_config")
+    return response_schema_problem(config) if isinstance(config, dict) else None
 
 
 def failed_response(message: str) -> dict[str, Any]:

@@ -200,3 +200,19 @@ def test_a_null_prompt_field_fails_before_paying_or_is_handled_by_the_policy(gem
     assert (
         "1 records had a null in a prompt field: left out (null_policy='skip_row')" in capfd.readouterr().out
     )
+
+
+def test_an_invalid_response_schema_fails_before_paying(gemini_emulator, capfd):
+    schema = {"type": "OBJECT", "properties": {"priority": {"type": "STRNG"}}}
+    kwargs = {
+        **RECORDS,
+        "generation_config": {"response_mime_type": "application/json", "response_schema": schema},
+    }
+    dag_run = run_dag("bad_schema", create_and_wait("bad_schema", create_kwargs=kwargs, retries=1))
+    assert task_states(dag_run) == {"create": "failed"}
+    assert dag_run.get_task_instance("create").try_number == 1
+    assert (
+        "generation_config: response_schema.properties.priority.type 'STRNG' is not a type"
+        in capfd.readouterr().out
+    )
+    _assert_nothing_paid(gemini_emulator)

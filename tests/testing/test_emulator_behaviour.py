@@ -451,3 +451,32 @@ def test_an_unknown_model_or_one_without_batch_is_refused_as_the_api_does(gemini
     gemini_emulator.configure(extra_models=["gemini-9-flash"])
     assert client.batches.create(model="gemini-9-flash", src=inline(["x"])).name.startswith("batches/")
     assert gemini_emulator.stats()["jobs_created"] == 1
+
+
+def test_an_invalid_response_schema_is_refused_whole_inline_and_per_request_in_a_file(
+    gemini_emulator, tmp_path
+):
+    client = client_for(gemini_emulator)
+    bad = {"response_mime_type": "application/json", "response_schema": {"type": "STRNG"}}
+    with pytest.raises(errors.ClientError) as refused:
+        client.batches.create(model="gemini-2.5-flash", src=inline(["a"], config=bad))
+    assert refused.value.code == 400
+    assert "response_schema.type 'STRNG' is not a type" in str(refused.value)
+    lines = [
+        {"key": "good", "request": {"contents": [{"parts": [{"text": "a"}]}]}},
+        {
+            "key": "bad",
+            "request": {
+                "contents": [{"parts": [{"text": "b"}]}],
+                "generationConfig": {"responseSchema": {"type": "OBJECT", "properties": {}}},
+            },
+        },
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name).name)
+    results = [json.loads(line) for line in client.files.download(file=job.dest.file_name).splitlines()]
+    by_key = {r["key"]: r for r in results}
+    assert "response" in by_key["good"]
+    assert "properties must not be empty for an OBJECT" in by_key["bad"]["error"]["message"]
