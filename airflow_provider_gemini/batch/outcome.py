@@ -6,11 +6,12 @@ from airflow_provider_gemini.batch.errors import BatchJobError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 
 
-def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float = 0.0) -> None:
+def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float | None = 0.0) -> None:
     """Raise :class:`BatchJobError` unless the job succeeded with few enough failed requests.
 
     :param job: a job in a terminal state.
-    :param max_failed_request_ratio: the share of failed requests tolerated (0 = none, 1 = all).
+    :param max_failed_request_ratio: the share of failed requests tolerated (0 = none, 1 = all;
+        None: not judged here, as by a wait whose results the store judges after writing them).
     """
     said = f": {job.error}" if job.error else ""
     if job.state is BatchState.FAILED:
@@ -28,7 +29,7 @@ def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float = 0.0) -> N
     if not job.state.has_results:
         raise BatchJobError(f"Gemini batch {job.name} is not finished (state {job.state.value})", **_ids(job))
     stats = job.stats
-    if stats.failed and stats.request_count:
+    if max_failed_request_ratio is not None and stats.failed and stats.request_count:
         ratio = stats.failed / stats.request_count
         if ratio > max_failed_request_ratio:
             ended = job.state.value.lower().replace("_", " ")

@@ -59,7 +59,8 @@ class PollDecider:
     :param batch_name: the job, ``batches/...``.
     :param poll_interval: seconds between polls while the job runs.
     :param deadline: Unix time after which the wait gives up with a timeout (None: no limit).
-    :param max_failed_request_ratio: share of failed requests a succeeded job may have.
+    :param max_failed_request_ratio: share of failed requests a succeeded job may have (None: any;
+        the results transfer judges them after storing every answer).
     :param max_consecutive_failures: transient failures in a row after which the wait gives up.
     """
 
@@ -69,7 +70,7 @@ class PollDecider:
         *,
         poll_interval: float,
         deadline: float | None = None,
-        max_failed_request_ratio: float = 0.0,
+        max_failed_request_ratio: float | None = None,
         max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES,
         max_backoff: float = MAX_BACKOFF_SECONDS,
     ) -> None:

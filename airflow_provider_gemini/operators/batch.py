@@ -98,7 +98,9 @@ class GeminiBatchCreateOperator(BaseOperator):
     :param deferrable: when waiting, wait in the triggerer.
     :param poll_interval: seconds between polls while waiting.
     :param wait_timeout: seconds to wait at most (None: no limit).
-    :param max_failed_request_ratio: when waiting, share of failed requests tolerated.
+    :param max_failed_request_ratio: when waiting, share of failed requests tolerated (None, the
+        default: a job that succeeded passes whatever failed; the results transfer judges it after
+        storing every answer, so one setting governs the run).
     :param cancel_on_kill: cancel the job when the task is killed while waiting.
     """
 
@@ -143,7 +145,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30.0,
         wait_timeout: float | None = None,
-        max_failed_request_ratio: float = 0.0,
+        max_failed_request_ratio: float | None = None,
         cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:

@@ -30,11 +30,14 @@ class GeminiBatchSensor(BaseSensorOperator):
     Deferrable by default (``[operators] default_deferrable``): the wait then runs in the triggerer
     and holds no worker slot. On success the job summary (state, request counts, result file,
     timings) goes to XCom. A failed, cancelled or expired job fails the task with the job's own
-    error text; a succeeded job with failed requests is judged by ``max_failed_request_ratio``.
+    error text. A succeeded job passes whatever share of its requests failed, unless
+    ``max_failed_request_ratio`` is set: by default the results transfer judges the failed requests
+    after it has stored every answer and error, so the paid good results are never lost to the wait.
 
     :param batch_name: the job to wait for, ``batches/...`` (templated; usually the create task's XCom).
     :param gemini_conn_id: the Airflow connection to the Gemini API.
-    :param max_failed_request_ratio: share of failed requests tolerated (0: any failed request fails).
+    :param max_failed_request_ratio: share of failed requests tolerated here (None, the default: not
+        judged by the wait; 0: any failed request fails the sensor).
     :param deferrable: wait in the triggerer instead of a worker.
     :param cancel_on_kill: cancel the job when this task is killed (off: the sensor only watches; a
         cleared sensor should not cancel a job another task paid for).
@@ -48,7 +51,7 @@ class GeminiBatchSensor(BaseSensorOperator):
         *,
         batch_name: str,
         gemini_conn_id: str = "gemini_default",
-        max_failed_request_ratio: float = 0.0,
+        max_failed_request_ratio: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         cancel_on_kill: bool = False,
         **kwargs: Any,

@@ -29,7 +29,7 @@ class GeminiBatchTrigger(BaseTrigger):
     :param gemini_conn_id: the Airflow connection to the Gemini API.
     :param poll_interval: seconds between polls.
     :param deadline: Unix time after which the wait ends with a timeout event (None: no limit).
-    :param max_failed_request_ratio: share of failed requests a succeeded job may have.
+    :param max_failed_request_ratio: share of failed requests a succeeded job may have (None: any).
     :param cancel_on_kill: cancel the job when a user kills the deferred task.
     """
 
@@ -40,7 +40,7 @@ class GeminiBatchTrigger(BaseTrigger):
         gemini_conn_id: str = "gemini_default",
         poll_interval: float = 30.0,
         deadline: float | None = None,
-        max_failed_request_ratio: float = 0.0,
+        max_failed_request_ratio: float | None = None,
         cancel_on_kill: bool = False,
     ) -> None:
         super().__init__()

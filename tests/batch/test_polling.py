@@ -45,10 +45,15 @@ def test_a_running_job_waits_one_interval_and_logs_only_news():
     ],
 )
 def test_a_terminal_job_is_done_with_its_event(job, status):
-    decision = _decider().on_job(job, now=0)
+    decision = _decider(max_failed_request_ratio=0.0).on_job(job, now=0)
     assert decision.action is Action.DONE
     assert decision.event.status is status
     assert decision.event.job["state"] == job.state.value
+
+
+def test_by_default_a_wait_leaves_failed_requests_to_the_store_to_judge():
+    decision = _decider().on_job(_job(BatchState.SUCCEEDED, 2, 0, 2), now=0)
+    assert decision.event.status is EventStatus.SUCCESS
 
 
 def test_the_ratio_lets_a_few_failed_requests_through():

@@ -72,13 +72,14 @@ the_dag()
     assert trigger_spy == {"trigger_runs": 1, "sensor_resumed": 1}
 
 
-@pytest.mark.parametrize(("ratio", "expected_state"), [(0.0, "failed"), (0.5, "success")])
+# None, the default: the wait lets the job through, and the store judges after writing every answer.
+@pytest.mark.parametrize(("ratio", "expected_state"), [(0.0, "failed"), (0.5, "success"), (None, "success")])
 def test_partial_request_failures_are_judged_by_the_ratio(
     gemini_emulator, capfd, trigger_spy, ratio, expected_state
 ):
     gemini_emulator.freeze(step_per_get=10)  # seen running first: the sensor defers
     gemini_emulator.configure(running_seconds=30, failed_key_pattern="^p[12]$")  # 2 of 5 requests fail
-    dag_id = f"lc_partial_{expected_state}"
+    dag_id = f"lc_partial_{str(ratio).replace('.', '_')}"
     source = create_and_wait(
         dag_id,
         create_kwargs=RECORD_INPUT,

@@ -32,7 +32,9 @@ def test_api_key_reaches_no_log_xcom_rendered_field_trigger_or_error(gemini_emul
     gemini_emulator.freeze(step_per_get=10)
     gemini_emulator.configure(running_seconds=30, failed_key_pattern="^p1$")
     source = create_and_wait(
-        "sec_run", create_kwargs=RECORD_INPUT, sensor_kwargs={"deferrable": True, "poke_interval": 0.2}
+        "sec_run",
+        create_kwargs=RECORD_INPUT,
+        sensor_kwargs={"deferrable": True, "poke_interval": 0.2, "max_failed_request_ratio": 0.0},
     )
     dag_run = run_dag("sec_run", source)
     assert task_states(dag_run) == {"create": "success", "wait": "failed"}  # 1 failed request: an error text

@@ -84,7 +84,7 @@ def test_serialized_form_holds_no_secret(gemini_emulator):
         "gemini_conn_id": "gemini_default",
         "poll_interval": 5,
         "deadline": None,
-        "max_failed_request_ratio": 0.0,
+        "max_failed_request_ratio": None,
         "cancel_on_kill": False,
     }
     assert gemini_emulator.api_key not in repr(kwargs)
