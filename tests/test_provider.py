@@ -49,3 +49,13 @@ def test_gemini_connection_type_has_its_hook_and_form():
 @pytest.mark.parametrize("section", ["hooks", "connection-types"])
 def test_provider_info_declares(section):
     assert get_provider_info()[section]
+
+
+def test_the_job_link_opens_ai_studio_for_the_api_and_the_server_s_own_page_elsewhere():
+    from airflow_provider_gemini.links.batch import AI_STUDIO_BATCHES_URL, batch_console_url
+
+    assert batch_console_url("batches/abc") == AI_STUDIO_BATCHES_URL
+    assert (
+        batch_console_url("batches/abc", "http://127.0.0.1:8765/")
+        == "http://127.0.0.1:8765/_emulator/batches/abc"
+    )

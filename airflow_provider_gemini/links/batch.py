@@ -1,4 +1,4 @@
-"""The "Gemini batch job" extra link: the job in AI Studio."""
+"""The "Gemini batch job" extra link: where a person looks at the task's job."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ if TYPE_CHECKING:
 AI_STUDIO_BATCHES_URL = "https://aistudio.google.com/batches"
 
 
-def batch_console_url(batch_name: str) -> str:
-    """Where a person looks at the job: AI Studio's batch list.
+def batch_console_url(batch_name: str, base_url: str | None = None) -> str:
+    """Where a person looks at the job.
 
-    AI Studio has no documented per-job address; its batch page lists jobs by display name, which
-    carries the task's identity.
+    With the Gemini API: AI Studio's batch page, which lists jobs by display name (the task's
+    identity is in it); AI Studio has no documented address for one job. With a connection whose
+    ``base_url`` points elsewhere (the bundled emulator), that server's own page of the job, since AI
+    Studio would not know it.
     """
+    if base_url:
+        return f"{base_url.rstrip('/')}/_emulator/{batch_name}"
     return AI_STUDIO_BATCHES_URL
 
 

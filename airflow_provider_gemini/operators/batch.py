@@ -601,7 +601,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         return result
 
     def _console_url(self, batch_name: str) -> str:
-        return batch_console_url(batch_name)
+        return batch_console_url(batch_name, self.hook.settings.base_url)
 
 
 def _what_changed(

@@ -6,6 +6,7 @@ Paths are matched on their tail, so any API version (``v1``, ``v1beta``) and any
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -755,6 +756,13 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
         raw = await request.json()
         state.add_history(int(raw["count"]), float(raw.get("days", 30)))
         return JSONResponse({"jobs": len(state.jobs)})
+    page = re.fullmatch(r"batches/(?P<id>[^/:]+)", action)
+    if page and method == "GET":  # the job as a person reads it: where the extra link points
+        shown = state.jobs.get(page.group("id"))
+        if shown is None:
+            return error_response(404, f"Batch batches/{page.group('id')} not found.")
+        await emu.settle(shown)
+        return HTMLResponse(job_page(emu.resource(shown)))
     outcome = re.fullmatch(r"batches/(?P<id>[^/:]+):outcome", action)
     if outcome and method == "POST":
         job = state.jobs.get(outcome.group("id"))
@@ -770,6 +778,29 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
             state.end(job, target, raw.get("error"))
         return JSONResponse(emu.resource(job))
     return error_response(404, f"No emulator control {method} {action}")
+
+
+def job_page(resource: dict[str, Any]) -> str:
+    """A small HTML page of one job: name, display name, model, state, progress, times, error."""
+    meta = resource["metadata"]
+    stats = meta.get("batchStats", {})
+    rows = {
+        "Display name": meta.get("displayName"),
+        "Model": meta.get("model"),
+        "State": meta.get("state", "").removeprefix("BATCH_STATE_"),
+        "Requests": stats.get("requestCount"),
+        "Succeeded": stats.get("successfulRequestCount"),
+        "Failed": stats.get("failedRequestCount"),
+        "Pending": stats.get("pendingRequestCount"),
+        "Created": meta.get("createTime"),
+        "Ended": meta.get("endTime"),
+        "Error": (resource.get("error") or {}).get("message"),
+    }
+    cells = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items() if v
+    )
+    title = html.escape(resource["name"])
+    return f"<!doctype html><title>{title}</title><h1>{title}</h1><table>{cells}</table>"
 
 
 def synthesize(state: Emulated, size_bytes: int, line_bytes: int):

@@ -67,7 +67,10 @@ def test_the_create_task_shows_the_gemini_batch_job_link(
     link.wait_for()
     shoot(page, artifacts, "create-task-gemini-link")
     batch_name = stack.xcom(DAG_ID, enrichment_run, "create", "batch_name")
-    assert link.get_attribute("href") == batch_console_url(batch_name)
+    assert link.get_attribute("href") == batch_console_url(batch_name, stack.emulator_url)
+    page.goto(batch_console_url(batch_name, stack.emulator_url))  # the emulator's page of the job
+    page.get_by_text("SUCCEEDED", exact=True).wait_for()
+    shoot(page, artifacts, "gemini-batch-job-page")
 
 
 def test_the_connection_form_offers_the_gemini_type_and_its_fields(

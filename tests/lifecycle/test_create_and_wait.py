@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
@@ -32,7 +33,12 @@ def test_create_then_deferred_sensor_succeeds(gemini_emulator, trigger_spy, capf
     waited = xcoms[("wait", "return_value")]
     assert waited["state"] == "SUCCEEDED"
     assert waited["stats"]["succeeded"] == 5
-    assert xcoms[("create", "_link_GeminiBatchJobLink")].startswith("https://")
+    # The connection points at the emulator: the link opens the emulator's page of the job.
+    link = xcoms[("create", "_link_GeminiBatchJobLink")]
+    assert link == f"{gemini_emulator.url}/_emulator/{created['batch_name']}"
+    job_page = httpx.get(link, timeout=30)
+    assert job_page.status_code == 200
+    assert "<td>SUCCEEDED</td>" in job_page.text
     assert "SUCCEEDED: 5/5 done, 0 failed, 100%" in capfd.readouterr().out + capfd.readouterr().err
     assert gemini_emulator.stats()["jobs_created"] == 1
 
