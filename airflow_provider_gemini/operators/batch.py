@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 STATE_KEY = "gemini_batch_name"
 SUBMITTED_KEY = "gemini_batch_submitted"
 DEFAULT_REATTACH_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "PARTIALLY_SUCCEEDED")
-INPUT_ARGS = ("input_path", "records", "requests", "input_file_name")
+INPUT_ARGS = ("input_path", "records", "sql", "requests", "input_file_name")
 # A job that ended badly is not re-attached to (see reattach_states), so clearing the task pays for a new one.
 # How far before an intent the account's list is read: the worker's clock and the API's may disagree.
 CLOCK_MARGIN = 15 * 60
@@ -71,6 +71,10 @@ class GeminiBatchCreateOperator(BaseOperator):
     :param input_path: a JSONL file of ``{"key", "request"}`` lines, local or on any object storage
         Airflow supports (``s3://``, ``gs://`` ...), read with ``input_conn_id`` (templated).
     :param records: a list of dicts (or an XComArg); each becomes a request from ``prompt_template``.
+    :param sql: a query whose rows become records, read in chunks on ``sql_conn_id`` (any common.sql
+        connection; a server-side cursor on PostgreSQL), never through XCom (templated).
+    :param sql_conn_id: the connection ``sql`` runs on.
+    :param sql_parameters: parameters of ``sql`` (templated).
     :param prompt_template: Python format string (``"Describe {name}"``) or a callable(record) -> str.
     :param key_field: the record field used as the request key.
     :param null_policy: a null in a field the template names: ``fail`` (default), ``skip_row`` (the
@@ -108,6 +112,8 @@ class GeminiBatchCreateOperator(BaseOperator):
         "model",
         "input_path",
         "records",
+        "sql",
+        "sql_parameters",
         "requests",
         "input_file_name",
         "display_name_prefix",
@@ -115,6 +121,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         "generation_config",
         "cached_content",
     )
+    template_ext: Sequence[str] = (".sql",)
     operator_extra_links = (GeminiBatchJobLink(),)
     ui_color = "#e8f0fe"
 
@@ -125,6 +132,9 @@ class GeminiBatchCreateOperator(BaseOperator):
         input_path: Any = None,
         input_conn_id: str | None = None,
         records: Any = None,
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        sql_parameters: Any = None,
         prompt_template: str | Callable[[dict[str, Any]], str] | None = None,
         key_field: str = "id",
         null_policy: Literal["fail", "skip_row", "empty"] = "fail",
@@ -158,21 +168,28 @@ class GeminiBatchCreateOperator(BaseOperator):
             self.multiple_outputs = False
         given = [
             name
-            for name, value in zip(INPUT_ARGS, (input_path, records, requests, input_file_name), strict=True)
+            for name, value in zip(
+                INPUT_ARGS, (input_path, records, sql, requests, input_file_name), strict=True
+            )
             if value is not None
         ]
         if len(given) != 1:
             raise ValueError(_one_input_message(given))
-        if records is not None and prompt_template is None:
+        if (records is not None or sql is not None) and prompt_template is None:
             raise ValueError(
                 "records need a prompt_template (a format string like 'Describe {name}', or a callable)"
             )
+        if sql is not None and not sql_conn_id:
+            raise ValueError("sql needs sql_conn_id: the connection the query runs on")
         if input_mode not in ("auto", "inline", "file"):
             raise ValueError(f"input_mode must be 'auto', 'inline' or 'file', not {input_mode!r}")
         self.model = model
         self.input_path = input_path
         self.input_conn_id = input_conn_id
         self.records = records
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.sql_parameters = sql_parameters
         self.prompt_template = prompt_template
         self.key_field = key_field
         self.null_policy = null_policy
@@ -286,9 +303,16 @@ class GeminiBatchCreateOperator(BaseOperator):
                 raise BatchInputError("no such file", source=source)
             with path.open("rb") as handle:
                 prepared = inputs.prepare_from_file(handle, source=source, options=options, workdir=workdir)
-        elif self.records is not None:
-            source = "records"
-            records = _as_list(self.records, "records")
+        elif self.records is not None or self.sql is not None:
+            if self.sql is not None:
+                from airflow_provider_gemini.sql import sql_records
+
+                assert self.sql_conn_id is not None
+                source = f"sql on {self.sql_conn_id}"
+                records: Any = sql_records(self.sql_conn_id, self.sql, self.sql_parameters)
+            else:
+                source = "records"
+                records = _as_list(self.records, "records")
             assert self.prompt_template is not None
             prepared = inputs.prepare_from_records(
                 records,
