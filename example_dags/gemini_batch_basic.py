@@ -31,7 +31,7 @@ def gemini_batch_basic():
     store = GeminiBatchResultsToStorageOperator(
         task_id="store",
         batch_name=create.output["batch_name"],
-        destination=OUTPUT_DIR + "/results-{{ ds }}.jsonl",
+        destination=OUTPUT_DIR + "/results-{{ (logical_date or dag_run.run_after) | ds }}.jsonl",
         output_format="jsonl",
     )
     create >> wait >> store

@@ -67,7 +67,7 @@ def gemini_batch_cached_context():
     store = GeminiBatchResultsToStorageOperator(
         task_id="store",
         batch_name=create.output["batch_name"],
-        destination=OUTPUT_DIR + "/answers-{{ ds }}.csv",
+        destination=OUTPUT_DIR + "/answers-{{ (logical_date or dag_run.run_after) | ds }}.csv",
         output_format="csv",
     )
     create >> wait >> store >> delete_cache(cache).as_teardown(setups=cache)

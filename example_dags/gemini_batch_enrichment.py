@@ -71,7 +71,7 @@ def gemini_batch_enrichment():
     store = GeminiBatchResultsToStorageOperator(
         task_id="store",
         batch_name=create.output["batch_name"],
-        destination=OUTPUT_DIR + "/enriched-{{ ds }}.parquet",
+        destination=OUTPUT_DIR + "/enriched-{{ (logical_date or dag_run.run_after) | ds }}.parquet",
         output_format="parquet",
         parse_json=True,
         response_schema=SCHEMA,
