@@ -254,8 +254,11 @@ class Emulator:
             return  # settled by the call this one waited for
         if state == "SUCCEEDED":
             if job.inline:
-                job.inline_output = [
-                    {**answer(job, item, self.state), "metadata": item.metadata or {"key": item.key}}
+                job.inline_output = [  # metadata only as the request gave it: none is invented
+                    {
+                        **answer(job, item, self.state),
+                        **({"metadata": item.metadata} if item.metadata else {}),
+                    }
                     for item in job.items or []
                 ]
             else:
@@ -283,8 +286,9 @@ class Emulator:
     def resource(self, job: Job) -> dict[str, Any]:
         state = self.state.state_of(job)
         ok, failed, pending = self.state.progress(job)
+        kind = "EmbedContentBatch" if job.kind == "embed" else "GenerateContentBatch"
         metadata: dict[str, Any] = {
-            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "@type": f"type.googleapis.com/google.ai.generativelanguage.v1main.{kind}",
             "name": job.name,
             "displayName": job.display_name or "",
             "model": job.model,
@@ -302,14 +306,13 @@ class Emulator:
         if job.ended:
             metadata["endTime"] = now_iso(job.ended)
         if job.final_state == "SUCCEEDED":
-            if job.inline:
-                key = "inlinedEmbedContentResponses" if job.kind == "embed" else "inlinedResponses"
-                output: dict[str, Any] = {key: {"inlinedResponses": job.inline_output or []}}
+            if job.inline:  # embeddings too: the SDK renames them on its side
+                output: dict[str, Any] = {"inlinedResponses": {"inlinedResponses": job.inline_output or []}}
             else:
                 output = {"responsesFile": job.output_file}
             metadata["output"] = output
             data["response"] = {
-                "@type": metadata["@type"].replace("GenerateContentBatch", "GenerateContentBatchOutput"),
+                "@type": f"{metadata['@type']}Output",
                 **output,
             }
         elif job.final_state in ("FAILED", "EXPIRED", "CANCELLED") and job.final_error:
@@ -413,7 +416,7 @@ async def file_delete(request: Request, emu: Emulator, match: re.Match[str]) -> 
 
 async def file_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     files = sorted(emu.state.files.values(), key=lambda f: f.created, reverse=True)
-    page, token = _page(files, request)
+    page, token = _page(files, request, default=10, cap=100)  # the API's file list: 10 a page, 100 at most
     out: dict[str, Any] = {"files": [f.resource(emu.url_for(request)) for f in page]}
     if token:
         out["nextPageToken"] = token
@@ -569,7 +572,7 @@ async def batch_cancel(request: Request, emu: Emulator, match: re.Match[str]) ->
             f"Batch {job.name} is already {job.final_state} and cannot be cancelled.",
             "FAILED_PRECONDITION",
         )
-    emu.state.end(job, "CANCELLED", None)
+    emu.state.end(job, "CANCELLED", "The batch was cancelled.")  # the API sets error code 1 (CANCELLED)
     return {}
 
 
@@ -650,10 +653,12 @@ async def cache_list(request: Request, emu: Emulator, match: re.Match[str]) -> A
     return out
 
 
-def _page(items: list[Any], request: Request) -> tuple[list[Any], str | None]:
-    size = int(request.query_params.get("pageSize") or request.query_params.get("page_size") or 50)
+def _page(
+    items: list[Any], request: Request, default: int = 50, cap: int = 1000
+) -> tuple[list[Any], str | None]:
+    size = int(request.query_params.get("pageSize") or request.query_params.get("page_size") or default)
     start = int(request.query_params.get("pageToken") or request.query_params.get("page_token") or 0)
-    size = max(1, min(size, 1000))
+    size = max(1, min(size, cap))
     end = start + size
     return items[start:end], (str(end) if end < len(items) else None)
 

@@ -102,5 +102,6 @@ def value_for_schema(schema: dict[str, Any], prompt: str, path: str) -> Any:
 
 
 def embedding(text: str, dims: int = 8) -> list[float]:
-    raw = hashlib.sha256(text.encode()).digest()
+    """A deterministic vector of ``dims`` values in [-1, 1) (``outputDimensionality``; 8 by default)."""
+    raw = b"".join(hashlib.sha256(f"{block}:{text}".encode()).digest() for block in range(-(-dims // 32)))
     return [round((b - 128) / 128, 4) for b in raw[:dims]]

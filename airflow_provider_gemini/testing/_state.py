@@ -503,7 +503,8 @@ def answer(job: Job, item: RequestItem, state: Emulated | None = None) -> dict[s
     if job.kind == "embed":
         content = item.request.get("content") or {}
         text = _responses.prompt_text({"contents": [content]})
-        return {"response": {"embedding": {"values": _responses.embedding(text)}}}
+        dims = wire_field(item.request, "outputDimensionality", "output_dimensionality") or 8
+        return {"response": {"embedding": {"values": _responses.embedding(text, int(dims))}}}
     cache_name = wire_field(item.request, "cachedContent", "cached_content")
     cache = state.cache(str(cache_name)) if (state is not None and cache_name) else None
     cached_tokens = int(cache["tokens"]) if cache else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import httpx
 import pytest
 from google import genai
 from google.genai import errors, types
@@ -116,6 +117,59 @@ def test_embeddings_batch(gemini_emulator):
     job = client.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
     assert gemini_emulator.stats()["calls"]["embed_creates"] == 1
+    # The API sends inline embeddings under output.inlinedResponses; the SDK renames them itself.
+    vectors = [r.response.embedding.values for r in job.dest.inlined_embed_content_responses]
+    assert [len(v) for v in vectors] == [8, 8]
+    raw = httpx.get(
+        f"{gemini_emulator.url}/v1beta/{job.name}", headers={"x-goog-api-key": gemini_emulator.api_key}
+    ).json()
+    assert list(raw["metadata"]["output"]) == ["inlinedResponses"]
+    assert raw["metadata"]["@type"].endswith(".EmbedContentBatch")
+    assert (
+        "metadata" not in raw["metadata"]["output"]["inlinedResponses"]["inlinedResponses"][0]
+    )  # none invented
+
+
+def test_embeddings_honour_output_dimensionality(gemini_emulator):
+    client = client_for(gemini_emulator)
+    src = {
+        "inlined_requests": {
+            "contents": [{"parts": [{"text": "alpha"}]}],
+            "config": {"output_dimensionality": 40},
+        }
+    }
+    job = client.batches.get(
+        name=client.batches.create_embeddings(model="gemini-embedding-001", src=src).name
+    )
+    [vector] = [r.response.embedding.values for r in job.dest.inlined_embed_content_responses]
+    assert len(vector) == 40
+    assert all(-1 <= v < 1 for v in vector)
+
+
+def test_a_cancelled_job_carries_the_cancelled_error_and_file_lists_page_as_the_api_does(gemini_emulator):
+    client = client_for(gemini_emulator)
+    gemini_emulator.configure(running_seconds=60)
+    job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
+    client.batches.cancel(name=job.name)
+    raw = httpx.get(
+        f"{gemini_emulator.url}/v1beta/{job.name}", headers={"x-goog-api-key": gemini_emulator.api_key}
+    ).json()
+    assert (raw["error"]["code"], raw["error"]["status"]) == (1, "CANCELLED")
+    for number in range(12):
+        client.files.upload(
+            file=io.BytesIO(jsonl()), config={"mime_type": "jsonl", "display_name": f"f{number}"}
+        )
+    listing = httpx.get(
+        f"{gemini_emulator.url}/v1beta/files", headers={"x-goog-api-key": gemini_emulator.api_key}
+    )
+    assert len(listing.json()["files"]) == 10
+    assert "nextPageToken" in listing.json()
+    capped = httpx.get(
+        f"{gemini_emulator.url}/v1beta/files",
+        params={"pageSize": 1000},
+        headers={"x-goog-api-key": gemini_emulator.api_key},
+    )
+    assert len(capped.json()["files"]) == 12
 
 
 async def test_async_sdk_full_cycle(gemini_emulator):
