@@ -338,3 +338,17 @@ def test_an_empty_or_blocked_answer_fails_the_same_in_every_format(
         assert rows["k3"]["error"] == "blocked: no candidates"
         assert rows["k6"]["error"] == "blocked: SAFETY"
         assert not rows["k1"]["error"]
+
+
+def test_objects_frozen_for_the_transfer_are_put_back(gemini_emulator, tmp_path):
+    import gc
+
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    job = file_job("frozen", 5)
+    assert gc.get_freeze_count() == 0
+    manifest = GeminiBatchResultsToStorageOperator(
+        task_id="t", batch_name=job.name, destination=str(tmp_path / "out.csv"), output_format="csv"
+    ).execute({})
+    assert manifest["rows"] == 5
+    assert gc.get_freeze_count() == 0
