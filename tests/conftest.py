@@ -21,6 +21,9 @@ os.environ.pop("AIRFLOW_CONN_GEMINI_DEFAULT", None)
 # Airflow parses each DAG file under its own SIGALRM timer and disarms it afterwards without restoring
 # pytest-timeout's: past the first dag.test() a hung test would never time out. 0: no timer at all.
 os.environ["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "0"
+# The OpenLineage provider (a dev dependency) would emit events of every task run to the console;
+# tests/lineage turns it on with a file transport where it is the subject.
+os.environ["AIRFLOW__OPENLINEAGE__DISABLED"] = "True"
 
 import pytest  # noqa: E402
 

@@ -35,6 +35,7 @@ from airflow_provider_gemini.batch.identity import (
 from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
 from airflow_provider_gemini.batch.polling import PollDecider
 from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event
+from airflow_provider_gemini.lineage import never_fails
 from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
 from airflow_provider_gemini.storage import storage_path
 from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
@@ -213,6 +214,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         self.max_failed_request_ratio = max_failed_request_ratio
         self.cancel_on_kill = cancel_on_kill
         self._batch_name: str | None = None
+        self._result: dict[str, Any] = {}
         self._input_file: str | None = None
         self._in_flight = False  # an earlier try's create was sent and never answered
         self._since: float | None = None  # list the account back to here (an earlier try's intent)
@@ -620,9 +622,33 @@ class GeminiBatchCreateOperator(BaseOperator):
         return {**result, "state": summary["state"], "job": summary}
 
     def _output(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        self._result = result  # for lineage
         if self._push_fields:
             push_fields(context, result)
         return result
+
+    @never_fails
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the input read (a file, or the tables ``sql`` reads) and the ``geminiBatch`` facet."""
+        from airflow_provider_gemini import lineage
+
+        inputs = []
+        if self.input_path is not None:
+            inputs.append(lineage.path_dataset(self.input_path, self.input_conn_id))
+        elif self.sql is not None and self.sql_conn_id:
+            inputs += lineage.sql_datasets(self.sql_conn_id, self.sql)
+        result = self._result
+        stats = (result.get("job") or {}).get("stats") or {}
+        facet = lineage.run_facet(
+            model=result.get("model") or _model_name(self.model),
+            batchName=result.get("batch_name"),
+            state=result.get("state"),
+            requestCount=result.get("request_count"),
+            succeeded=stats.get("succeeded"),
+            failed=stats.get("failed"),
+            reattached=result.get("reattached"),
+        )
+        return lineage.lineage(inputs, [], facet)
 
     def _console_url(self, batch_name: str) -> str:
         return batch_console_url(batch_name, self.hook.settings.base_url)

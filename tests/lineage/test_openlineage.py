@@ -1,0 +1,73 @@
+"""OpenLineage events of real task runs (``dag.test()`` with the OpenLineage provider's listener and a
+file transport): the datasets named by the spec, and the ``geminiBatch`` run facet."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.airflow_helpers import run_dag, task_states
+from tests.lifecycle.dag_sources import create_and_wait
+
+pytest.importorskip("airflow.providers.openlineage")
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+GOOD = b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'
+
+
+@pytest.fixture
+def lineage_events(tmp_path, monkeypatch):
+    """Where the listener writes its events; reads them back as dicts."""
+    from airflow.providers.openlineage.plugins.listener import get_openlineage_listener
+    from airflow.sdk.listener import get_listener_manager
+
+    events = tmp_path / "events.jsonl"
+    transport = {"type": "file", "log_file_path": str(events), "append": True}
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__DISABLED", "False")
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "gemini-tests")
+    # (The provider's settings are read afresh on each call under pytest.)
+    listener = get_openlineage_listener()
+    listener.adapter._client = None  # a client for this transport
+    # Plugins were loaded before this test set a transport, so the listener is registered here.
+    manager = get_listener_manager()
+    added = not manager.pm.is_registered(listener)
+    manager.add_listener(listener)
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in events.read_text().splitlines()] if events.exists() else []
+
+    yield read
+    if added:
+        manager.pm.unregister(listener)
+    listener.adapter._client = None
+
+
+def completed(events: list[dict], task_id: str) -> dict:
+    [event] = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"].endswith(f".{task_id}")]
+    return event
+
+
+def test_the_create_reports_its_input_file_and_the_job_it_paid_for(gemini_emulator, tmp_path, lineage_events):
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(GOOD)
+    dag_run = run_dag("ol_create", create_and_wait("ol_create", create_kwargs={"input_path": str(path)}))
+    assert task_states(dag_run) == {"create": "success"}
+    event = completed(lineage_events(), "create")
+    assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [("file", str(path))]
+    facet = event["run"]["facets"]["geminiBatch"]
+    assert facet["model"] == "models/gemini-2.5-flash"
+    assert facet["batchName"].startswith("batches/")
+    assert (facet["requestCount"], facet["reattached"]) == (1, False)
+    assert facet["_schemaURL"].endswith("airflow_provider_gemini/lineage/GeminiBatchRunFacet.json")
+
+
+def test_lineage_never_fails_the_task_and_says_why(caplog):
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
+
+    create = GeminiBatchCreateOperator(task_id="create", model="gemini-2.5-flash", input_path="nowhere://x/y")
+    assert create.get_openlineage_facets_on_complete(None) == OperatorLineage()
+    assert "Gemini batch lineage could not be built; the task is not affected" in caplog.text
