@@ -1,0 +1,1 @@
+"""Adapters that let other Airflow providers drive Gemini batch jobs through this package."""
