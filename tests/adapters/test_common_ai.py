@@ -223,6 +223,43 @@ def test_structured_output_returns_parsed_objects(gemini_emulator, llm_conn, tmp
         assert row["output"]["name"] in prompt  # the emulator names the prompt's subject
 
 
+def test_the_decorator_deferred_through_the_trigger(gemini_emulator, llm_conn, tmp_path, monkeypatch):
+    # The trigger builds its own adapter from the connection id; its first poll sees the job done.
+    from airflow.providers.common.ai.triggers.llm_batch import LLMBatchTrigger
+
+    runs = []
+    real_run = LLMBatchTrigger.run
+
+    def run(self):
+        runs.append(self.adapter)
+        return real_run(self)
+
+    monkeypatch.setattr(LLMBatchTrigger, "run", run)
+    source = f"""
+import datetime
+from airflow.sdk import dag, task
+
+@dag(dag_id="cai_deferred", schedule=None, start_date=datetime.datetime(2024, 1, 1), catchup=False)
+def the_dag():
+    @task.llm_batch(llm_conn_id={CONN_ID!r}, model_id="google-gla:gemini-2.5-flash",
+                    result_path={f"file://{tmp_path}"!r}, deferrable=True)
+    def batch():
+        return [{{"prompt": p, "max_tokens": 50}} for p in {PROMPTS!r}]
+
+    batch()
+
+the_dag()
+"""
+    dag_run = run_dag("cai_deferred", source)
+
+    assert task_states(dag_run) == {"batch": "success"}
+    assert [ti.try_number for ti in dag_run.get_task_instances()] == [1]
+    manifest, rows = manifest_and_rows("cai_deferred", dag_run)
+    assert manifest["adapter"] == "google"
+    assert [row["output"] for row in rows] == [answer_text(p) for p in PROMPTS]
+    assert runs == ["google"]
+
+
 def test_a_job_submitted_before_a_crash_is_found_again(gemini_emulator, llm_conn, tmp_path, capfd):
     # The first try dies after its create reached the API and before the batch id was recorded.
     extra = """
