@@ -14,9 +14,15 @@ Where common.ai's contract and the Gemini API differ, this follows the API:
   display name (``airflow-llm-batch-<key>-<fingerprint[:16]>``); :meth:`find_orphaned_batch` lists
   jobs and matches it. The API has no server-side filter, so the listing is read page by page.
 - One model per job: per-request ``model`` overrides must all name the same model.
-- Per-request outcomes are succeeded or failed only. A cancelled or expired job has no results; the
-  job's counts (``batchStats``) say how many requests it left, which common.ai records as
-  cancelled / expired.
+- Per-request outcomes are succeeded or failed only. A cancelled or expired job leaves no result
+  for the requests it did not run (whatever results it has are read); the job's counts
+  (``batchStats``) say how many, which common.ai records as cancelled / expired.
+- ``max_tokens`` is ``maxOutputTokens``, which on thinking models (2.5) caps thinking and answer
+  together: a small cap can leave no answer, recorded as ``invalid_output``.
+- ``params`` / ``request_params``: ``tools``, ``safety_settings`` and ``cached_content`` are request
+  fields, every other key a generation setting (``temperature``, ``thinking_config``...).
+- An uploaded input file (inputs over 20 MB) is left to expire (48 hours), as common.ai has no
+  clean-up step that would hand it back.
 - No request-count limit is documented: ``max_requests`` is the scale common.ai's results layer is
   built for (100 000); the documented 2 GB input file limit is ``max_payload_bytes``.
 - ``completion_window`` is OpenAI's: Gemini jobs expire after 48 hours, and it is ignored.
