@@ -62,7 +62,6 @@ from airflow_provider_gemini.batch.inputs import (
 from airflow_provider_gemini.batch.jobs import BatchJobInfo
 from airflow_provider_gemini.batch.jobs import BatchState as JobState
 from airflow_provider_gemini.batch.results import inline_result_lines, parse_result_line
-from airflow_provider_gemini.hooks._settings import GeminiSettings
 from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 if TYPE_CHECKING:
@@ -128,19 +127,13 @@ class GeminiBatchAdapter(BatchAdapter):
         if isinstance(client, GeminiHook):
             self.hook = client
         else:
-            # No connection id reaches an adapter, only these two fields: give the hook its settings.
-            self.hook = GeminiHook(gemini_conn_id="llm_batch")
-            self.hook._settings = self.hook._supported(
-                GeminiSettings(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
-            )
+            # No connection id reaches an adapter, only these two fields.
+            self.hook = GeminiHook.for_key(api_key, base_url)
         self._client = None
 
     def close(self) -> None:
         """Close the SDK client if one was built (the hook builds it on first use)."""
-        client = self.hook.__dict__.get("_client")
-        close = getattr(client, "close", None)
-        if callable(close):
-            close()
+        self.hook.close()
 
     def resolve_request_model(
         self, request_model: str | None, *, default_bare_model: str, request_index: int

@@ -112,6 +112,16 @@ class GeminiHook(BaseHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(gemini_conn_id={self.gemini_conn_id!r})"
 
+    @classmethod
+    def for_key(cls, api_key: str | None, base_url: str | None = None, name: str = "llm_batch") -> GeminiHook:
+        """A hook on an API key (and endpoint) rather than a connection: for callers, like common.ai's
+        batch adapters, that are handed those two fields and no connection id."""
+        hook = cls(gemini_conn_id=name)
+        hook._settings = hook._supported(
+            GeminiSettings(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
+        )
+        return hook
+
     # -- connection and clients ----------------------------------------------------------------
 
     @property
@@ -147,6 +157,13 @@ class GeminiHook(BaseHook):
     @cached_property
     def _client(self) -> Client:
         return self._new_client(self.settings)
+
+    def close(self) -> None:
+        """Close the SDK client, if one was built (it is built on first use)."""
+        client = self.__dict__.pop("_client", None)
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
 
     def get_conn(self) -> Client:
         """The sync client, built once per hook."""
