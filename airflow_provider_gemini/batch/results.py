@@ -31,6 +31,17 @@ FLAT_COLUMNS = (
     "total_tokens",
     "error",
 )
+# The base columns' types, as lineage's schema facet names them (parsed and joined columns vary).
+COLUMN_TYPES = {
+    "key": "string",
+    "text": "string",
+    "finish_reason": "string",
+    "prompt_tokens": "integer",
+    "output_tokens": "integer",
+    "cached_tokens": "integer",
+    "total_tokens": "integer",
+    "error": "string",
+}
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 

@@ -27,6 +27,9 @@ def never_fails(build: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return build(*args, **kwargs)
+        except ImportError:  # the OpenLineage provider is not installed: no lineage, quietly
+            log.debug("No OpenLineage provider: Gemini batch lineage not built", exc_info=True)
+            return None
         except Exception:
             log.warning("Gemini batch lineage could not be built; the task is not affected", exc_info=True)
             try:
@@ -104,7 +107,7 @@ def with_schema(dataset: Any, columns: Mapping[str, str]) -> Any:
     from openlineage.client.event_v2 import Dataset
     from openlineage.client.facet_v2 import schema_dataset
 
-    fields = [schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in columns.items()]
+    fields = [schema_dataset.SchemaDatasetFacetFields(name=n, type=t or None) for n, t in columns.items()]
     facets = {**(dataset.facets or {}), "schema": schema_dataset.SchemaDatasetFacet(fields=fields)}
     return Dataset(namespace=dataset.namespace, name=dataset.name, facets=facets)
 

@@ -16,7 +16,14 @@ from airflow_provider_gemini.batch.errors import BatchJobError, GeminiBatchError
 from airflow_provider_gemini.batch.jobs import BatchJobInfo
 from airflow_provider_gemini.batch.manifest import ManifestBuilder
 from airflow_provider_gemini.batch.overlap import read_ahead, write_behind
-from airflow_provider_gemini.batch.results import ResultRow, decode_block, inline_result_lines, schema_columns
+from airflow_provider_gemini.batch.results import (
+    COLUMN_TYPES,
+    ResultRow,
+    decode_block,
+    inline_result_lines,
+    schema_columns,
+)
+from airflow_provider_gemini.lineage import never_fails
 from airflow_provider_gemini.storage import atomic_sink, storage_path
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
@@ -103,6 +110,8 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
         self.overwrite = overwrite
         self.prices = prices
         self.gemini_conn_id = gemini_conn_id
+        self._manifest: dict[str, Any] = {}
+        self._columns: list[str] | None = None
 
     @cached_property
     def hook(self) -> GeminiHook:
@@ -156,6 +165,7 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
             bytes_written=written,
         )
         self.log.info("Results manifest: %s", json.dumps(manifest))
+        self._manifest = manifest
         events = context.get("outlet_events")  # absent when execute() is called outside a task run
         for outlet in self.outlets:
             if events is not None and getattr(outlet, "uri", None) == manifest["destination"]:
@@ -168,6 +178,35 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
                 "retry would download the same results and fail the same way."
             ) from err
         return manifest
+
+    @never_fails
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage: the destination (with the columns written) and the errors file as outputs, a
+        ``join_input`` file as an input, and the ``geminiBatch`` facet with the manifest's tokens and
+        cost."""
+        from airflow_provider_gemini import lineage
+
+        manifest = self._manifest
+        destination = lineage.path_dataset(self.destination, self.destination_conn_id)
+        if self._columns:
+            columns = {c: COLUMN_TYPES.get(c, "") for c in self._columns}
+            destination = lineage.with_schema(destination, columns)
+        outputs = [destination]
+        if self.errors_destination:
+            outputs.append(lineage.path_dataset(self.errors_destination, self.destination_conn_id))
+        inputs = []
+        if isinstance(self.join_input, str) or hasattr(self.join_input, "protocol"):
+            inputs.append(lineage.path_dataset(self.join_input, self.join_conn_id))
+        facet = lineage.run_facet(
+            model=manifest.get("model"),
+            batchName=manifest.get("batch_name") or self.batch_name,
+            requestCount=manifest.get("rows"),
+            succeeded=manifest.get("succeeded"),
+            failed=manifest.get("failed"),
+            tokens=manifest.get("tokens"),
+            cost=manifest.get("cost"),
+        )
+        return lineage.lineage(inputs, outputs, facet)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -236,6 +275,7 @@ class GeminiBatchResultsToStorageOperator(BaseOperator):
             writer.close()
         if failures is not None:
             failures.close()
+        self._columns = getattr(writer, "columns", None)  # the flat formats' columns, for lineage
         return int(writer.bytes_written)
 
     def _fields(self, row: ResultRow, records: dict[str, dict[str, Any]] | None) -> dict[str, Any]:

@@ -4,10 +4,13 @@ file transport): the datasets named by the spec, and the ``geminiBatch`` run fac
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.airflow_helpers import run_dag, task_states
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+from tests.example_dags.test_examples import DAY_1, catalog, run_example  # noqa: F401 (a fixture)
 from tests.lifecycle.dag_sources import create_and_wait
 
 pytest.importorskip("airflow.providers.openlineage")
@@ -71,3 +74,43 @@ def test_lineage_never_fails_the_task_and_says_why(caplog):
     create = GeminiBatchCreateOperator(task_id="create", model="gemini-2.5-flash", input_path="nowhere://x/y")
     assert create.get_openlineage_facets_on_complete(None) == OperatorLineage()
     assert "Gemini batch lineage could not be built; the task is not affected" in caplog.text
+
+
+@pytest.mark.usefixtures("catalog")
+def test_the_enrichment_example_reports_its_destination_columns_and_the_manifest_s_spend(
+    gemini_emulator, lineage_events
+):
+    dag_run = run_example("gemini_batch_enrichment", DAY_1)
+    assert set(task_states(dag_run).values()) == {"success"}
+    manifest = xcom_values("gemini_batch_enrichment", dag_run.run_id)[("store", "return_value")]
+    event = completed(lineage_events(), "store")
+    [output] = event["outputs"]
+    assert (output["namespace"], output["name"]) == ("file", manifest["destination"].removeprefix("file://"))
+    columns = {f["name"]: f.get("type") for f in output["facets"]["schema"]["fields"]}
+    assert {"key": "string", "text": "string", "output_tokens": "integer"}.items() <= columns.items()
+    assert {"headline", "tone", "name", "category"} <= set(columns)  # parsed and joined columns
+    facet = event["run"]["facets"]["geminiBatch"]
+    cost = {k: v for k, v in manifest["cost"].items() if v is not None}  # OpenLineage leaves out nulls
+    assert (facet["tokens"], facet["cost"]) == (manifest["tokens"], cost)
+    assert facet["batchName"] == manifest["batch_name"]
+    create = completed(lineage_events(), "create")["run"]["facets"]["geminiBatch"]
+    assert (create["batchName"], create["reattached"]) == (manifest["batch_name"], False)
+
+
+def test_without_the_openlineage_provider_the_operators_import_and_build_nothing_of_it(tmp_path):
+    code = (
+        "import sys\n"
+        # As if it were not installed: the client and the provider's lineage modules cannot be imported
+        # (its provider info stays: Airflow's provider discovery reads the installed distribution).
+        "for name in ('openlineage', 'airflow.providers.openlineage.extractors',\n"
+        "             'airflow.providers.openlineage.sqlparser'):\n"
+        "    sys.modules[name] = None\n"
+        "from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator\n"
+        "import airflow_provider_gemini.transfers.results_to_storage\n"
+        "op = GeminiBatchCreateOperator(task_id='c', model='gemini-2.5-flash', requests=[{'contents': []}])\n"
+        "print(op.get_openlineage_facets_on_complete(None))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "None"  # no lineage, no error: the task is not affected
