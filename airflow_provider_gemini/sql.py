@@ -29,7 +29,10 @@ def sql_records(
     try:
         cursor = _streaming_cursor(connection)
         try:
-            cursor.execute(sql, parameters) if parameters is not None else cursor.execute(sql)
+            if parameters is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, parameters)
             columns: list[str] | None = None
             while rows := cursor.fetchmany(chunk_rows):
                 if columns is None:  # a server-side cursor describes its rows once it has fetched some

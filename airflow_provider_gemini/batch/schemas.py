@@ -47,12 +47,10 @@ def _gemini_problem(schema: Any, path: str) -> str | None:
         return f"{path}.items is missing: an ARRAY says what its items are"
     for key in ("required", "propertyOrdering", "property_ordering"):
         names = schema.get(key)
-        if names is None:
-            continue
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             return f"{path}.{key} must be a list of property names, not {names!r}"
-        if missing := [n for n in names if n not in properties]:
-            return f"{path}.{key} names {missing[0]!r}, which is not among its properties"
+        if problem := _unknown_name(f"{path}.{key}", names, properties):
+            return problem
     children = [(f"{path}.properties.{name}", sub) for name, sub in properties.items()]
     if "items" in schema:
         children.append((f"{path}.items", schema["items"]))
@@ -82,11 +80,10 @@ def _required_problem(schema: Any, path: str) -> str | None:
     if not isinstance(schema, dict):
         return None
     properties = schema.get("properties")
-    required = schema.get("required")
-    names = properties if isinstance(properties, dict) else {}
-    missing = [n for n in required if n not in names] if isinstance(required, list) else []
-    if names and missing:
-        return f"{path}.required names {missing[0]!r}, which is not among its properties"
+    if isinstance(properties, dict) and (
+        problem := _unknown_name(f"{path}.required", schema.get("required"), properties)
+    ):
+        return problem
     children = (
         [(f"{path}.properties.{n}", s) for n, s in (properties or {}).items()]
         if isinstance(properties, dict)
@@ -99,3 +96,9 @@ def _required_problem(schema: Any, path: str) -> str | None:
         if isinstance(schema.get(key), list):
             children += [(f"{path}.{key}[{i}]", s) for i, s in enumerate(schema[key])]
     return next((p for child, sub in children if (p := _required_problem(sub, child))), None)
+
+
+def _unknown_name(where: str, names: Any, properties: dict[str, Any]) -> str | None:
+    """The first of ``names`` (``required``, ``propertyOrdering``) that is not a property, as a problem."""
+    missing = [n for n in names if n not in properties] if isinstance(names, list) else []
+    return f"{where} names {missing[0]!r}, which is not among its properties" if missing else None
