@@ -42,7 +42,12 @@ def get_provider_info() -> dict[str, Any]:
                 "source-integration-name": INTEGRATION,
                 "target-integration-name": "Object Storage",
                 "python-module": "airflow_provider_gemini.transfers.results_to_storage",
-            }
+            },
+            {
+                "source-integration-name": INTEGRATION,
+                "target-integration-name": "Common SQL",
+                "python-module": "airflow_provider_gemini.transfers.results_to_sql",
+            },
         ],
         "extra-links": ["airflow_provider_gemini.links.batch.GeminiBatchJobLink"],
         "connection-types": [

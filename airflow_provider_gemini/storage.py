@@ -27,6 +27,32 @@ def storage_path(value: Any, conn_id: str | None = None) -> ObjectStoragePath:
     return ObjectStoragePath(str(value), conn_id=conn_id)
 
 
+def uri(path: ObjectStoragePath) -> str:
+    """The path as users write it: without the connection id Airflow puts in ``str()``."""
+    if path.protocol in ("", "file", "local"):
+        text = str(path)
+        return text if "://" in text else f"file://{text}"
+    return f"{path.protocol}://{path.path}"
+
+
+def check_writable(destination: ObjectStoragePath) -> None:
+    """Write and remove an empty hidden sibling of ``destination``, so that a missing bucket or a
+    refused write shows before anything is read or paid for, naming the path.
+
+    An object store buffers what is written and talks to the server only on flush: without this, a
+    missing bucket would show only once the whole result file was read.
+    """
+    probe = destination.parent / f".{destination.name}.probe"
+    try:
+        if destination.protocol in ("", "file", "local"):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"")
+        probe.unlink(missing_ok=True)
+    except Exception as err:
+        raise OSError(f"cannot write to {uri(destination)}: {type(err).__name__}: {err}") from err
+
+
 def split_requests_file(
     source: Any,
     destination_dir: Any,

@@ -88,7 +88,10 @@ class ManifestBuilder:
         errors_destination: str | None = None,
         batch_name: str | None = None,
         bytes_written: int | None = None,
+        reattached: bool | None = None,
     ) -> dict[str, Any]:
+        """The manifest. ``reattached``: the job was submitted by an earlier try of its create task, so
+        its cost may be counted in an earlier run's manifest already (None: not known)."""
         missing = self.missing_keys
         cost = estimate_cost(
             self.model,
@@ -102,6 +105,7 @@ class ManifestBuilder:
             "errors_destination": errors_destination,
             "batch_name": batch_name,
             "model": self.model,
+            "reattached": reattached,
             "rows": self.rows,
             "succeeded": self.succeeded,
             "failed": self.failed,

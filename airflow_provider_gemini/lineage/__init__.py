@@ -91,15 +91,72 @@ def path_dataset(path: Any, conn_id: str | None = None) -> Any:
 
 
 def sql_datasets(conn_id: str, sql: str) -> list[Any]:
-    """The tables a query reads, as the OpenLineage provider's SQL parser names them (databases whose
-    hook tells OpenLineage about itself: PostgreSQL, MySQL, Snowflake ...; none for the others)."""
-    from airflow.providers.openlineage.sqlparser import get_openlineage_facets_with_sql
+    """The tables a query reads. Databases whose hook tells OpenLineage about itself (PostgreSQL,
+    MySQL, Snowflake ...) are named by the OpenLineage provider's SQL parser, with their schema facets;
+    for the others (SQLite) the query is parsed here and the tables named after the connection."""
+    from airflow.providers.openlineage.sqlparser import SQLParser, get_openlineage_facets_with_sql
 
+    hook, connection = _sql_hook(conn_id)
+    lineage = get_openlineage_facets_with_sql(hook=hook, sql=sql, conn_id=conn_id, database=None)
+    if lineage is not None:
+        return list(lineage.inputs)
+    parsed = SQLParser(dialect=_dialect(connection), default_schema=_default_schema(connection)).parse(sql)
+    if parsed is None:
+        return []
+    namespace = _namespace(connection)
+    return [_dataset(namespace, table.qualified_name) for table in parsed.in_tables]
+
+
+def table_dataset(conn_id: str, table: str) -> Any:
+    """A table of a connection's database, named as the OpenLineage provider names the tables its
+    parser finds (``<scheme>://<host>:<port>`` and ``database.schema.table``)."""
+    from airflow.providers.openlineage.sqlparser import SQLParser
+
+    hook, connection = _sql_hook(conn_id)
+    try:
+        info = hook.get_openlineage_database_info(connection)
+    except AttributeError:
+        info = None
+    parts = table.split(".")
+    if info is None:
+        schema = _default_schema(connection)
+        return _dataset(_namespace(connection), ".".join([schema, *parts] if len(parts) == 1 else parts))
+    if len(parts) == 1:
+        parts = [hook.get_openlineage_default_schema() or "public", *parts]
+    if len(parts) == 2 and info.database:
+        parts = [info.database, *parts]
+    return _dataset(SQLParser.create_namespace(info), ".".join(parts))
+
+
+def _sql_hook(conn_id: str) -> tuple[Any, Any]:
     from airflow_provider_gemini._compat import BaseHook
 
     hook = BaseHook.get_hook(conn_id)
-    lineage = get_openlineage_facets_with_sql(hook=hook, sql=sql, conn_id=conn_id, database=None)
-    return list(lineage.inputs) if lineage is not None else []
+    return hook, hook.get_connection(conn_id)
+
+
+def _dialect(connection: Any) -> str:
+    return "sqlite" if connection.conn_type == "sqlite" else "generic"
+
+
+def _default_schema(connection: Any) -> str:
+    """SQLite's schema of a database's own tables is ``main``; others name theirs."""
+    return "main" if connection.conn_type == "sqlite" else (connection.schema or "public")
+
+
+def _namespace(connection: Any) -> str:
+    """A database without OpenLineage support of its own: its type and where it is (for SQLite, the
+    database file: ``sqlite:///path/to/file.db``)."""
+    where = connection.host or ""
+    if connection.port:
+        where = f"{where}:{connection.port}"
+    return f"{connection.conn_type}://{where}"
+
+
+def _dataset(namespace: str, name: str) -> Any:
+    from openlineage.client.event_v2 import Dataset
+
+    return Dataset(namespace=namespace, name=name)
 
 
 def with_schema(dataset: Any, columns: Mapping[str, str]) -> Any:

@@ -54,6 +54,8 @@ def test_importing_operator_sensor_and_trigger_leaves_the_sdk_out():
         "import sys\n"
         "import airflow_provider_gemini.operators.batch, airflow_provider_gemini.sensors.batch\n"
         "import airflow_provider_gemini.triggers.batch, airflow_provider_gemini.links.batch\n"
+        "import airflow_provider_gemini.transfers.results_to_storage\n"
+        "import airflow_provider_gemini.transfers.results_to_sql\n"
         "heavy = ('google.genai', 'pyarrow', 'numpy', 'openlineage.')\n"
         "heavy = sorted(m for m in sys.modules if m.startswith(heavy))\n"
         "print(','.join(heavy))\n"

@@ -66,3 +66,21 @@ def check_read_back(body: bytes, output_format: str, manifest: dict, destination
     assert sorted(r["key"] for r in rows) == [f"p{i}" for i in range(1, 7)]
     assert manifest["destination"] == destination
     assert manifest["bytes"] == len(body)
+
+
+def test_a_missing_bucket_fails_before_any_result_is_read_naming_the_path(gemini_emulator, s3_bucket, capfd):
+    destination = f"s3://{s3_bucket}-gone/enriched/out.parquet"
+    store = {"output_format": "parquet", "destination_conn_id": "aws_default"}
+    create = {
+        "records": RECORDS,
+        "prompt_template": "Describe {name}.",
+        "input_mode": "file",
+    }  # a result file
+    dag_run = run_dag(
+        "s3_missing_bucket", pipeline("s3_missing_bucket", destination, store=store, create=create)
+    )
+    assert task_states(dag_run)["store"] == "failed"
+    captured = capfd.readouterr()
+    assert f"cannot write to {destination}" in captured.out + captured.err
+    stats = gemini_emulator.stats()
+    assert (stats["jobs_created"], stats["calls"]["downloads"]) == (1, 0)
