@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 from airflow_provider_gemini._compat import BaseHook
 from airflow_provider_gemini.batch.errors import GeminiApiError
@@ -353,15 +354,22 @@ class GeminiHook(BaseHook):
         jobs: list[BatchJobInfo] = []
         token: str | None = None
         while True:
-            query = f"batches?pageSize={page_size}" + (f"&pageToken={token}" if token else "")
-            page = self._request("get", query, what="list batches")
-            jobs.extend(BatchJobInfo.from_operation(op) for op in page.get("operations", []))
-            token = page.get("nextPageToken")
+            page, token = self.list_batches_page(page_size=page_size, page_token=token)
+            jobs.extend(page)
             if not token or (created_since is not None and _reached(jobs, created_since)):
                 break
         if display_name is not None:
             jobs = [job for job in jobs if job.display_name == display_name]
         return jobs
+
+    def list_batches_page(
+        self, *, page_size: int = 100, page_token: str | None = None
+    ) -> tuple[list[BatchJobInfo], str | None]:
+        """One page of jobs (one API call) and the token of the next page (None after the last)."""
+        query = f"batches?pageSize={page_size}" + (f"&pageToken={quote(page_token)}" if page_token else "")
+        page = self._request("get", query, what="list batches")
+        jobs = [BatchJobInfo.from_operation(op) for op in page.get("operations", [])]
+        return jobs, page.get("nextPageToken") or None
 
     def cancel_batch(self, name: str) -> None:
         path = _batch_path(name)
