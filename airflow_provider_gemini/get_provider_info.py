@@ -50,6 +50,15 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "extra-links": ["airflow_provider_gemini.links.batch.GeminiBatchJobLink"],
+        # Airflow 3.3 reads this list only with [core] lazy_discover_providers = False (then it warns
+        # that the plugin is registered already, as for its own providers); the airflow.plugins entry
+        # point in pyproject.toml is what loads the plugin by default.
+        "plugins": [
+            {
+                "name": "gemini_batches",
+                "plugin-class": "airflow_provider_gemini.plugins.gemini_batches.GeminiBatchesPlugin",
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": HOOK_CLASS,
