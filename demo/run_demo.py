@@ -37,7 +37,7 @@ def main() -> int:
         with sqlite3.connect(catalog) as db:
             db.execute(
                 "CREATE TABLE products (id TEXT PRIMARY KEY, name TEXT, category TEXT, headline TEXT, "
-                "tone TEXT, enriched_at TEXT)"
+                "tone TEXT)"
             )
             db.executemany(
                 "INSERT INTO products (id, name, category, headline) VALUES (?, ?, ?, ?)", PRODUCTS

@@ -1,9 +1,10 @@
 """Scheduled warehouse enrichment with Gemini batch mode, at half the standard price.
 
-Every day: read the products that still lack a headline from a SQL table (any DbApi connection works;
-SQLite here), ask Gemini for a headline and a tone as structured output, wait in the triggerer, write
-the answers joined to the input rows as Parquet, and load the new columns back into the table.
-A day with nothing new skips; re-running a day changes nothing twice and creates no second job.
+Every day: read the products that still lack a headline straight from a SQL table (any DbApi
+connection works; SQLite here, PostgreSQL in the tests), ask Gemini for a headline and a tone as
+structured output, wait in the triggerer, keep the answers as Parquet, and write the new columns back
+into the table by id. No row travels through XCom. A day with nothing new skips; re-running a day
+changes nothing twice and creates no second job.
 
 Connections: ``gemini_default`` (the Gemini API, or the local emulator) and ``catalog_db`` (the table).
 Variable ``gemini_enrichment_dir``: where the Parquet files go (any object storage path).
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import datetime
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from airflow_provider_gemini.operators.batch import GeminiBatchCreateOperator
 from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+from airflow_provider_gemini.transfers.results_to_sql import GeminiBatchResultsToSqlOperator
 from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 
 CATALOG_CONN_ID = "catalog_db"
@@ -39,27 +41,12 @@ SCHEMA = {
     default_args={"retries": 2, "retry_delay": datetime.timedelta(minutes=1)},
 )
 def gemini_batch_enrichment():
-    @task
-    def rows_to_enrich() -> list[dict]:
-        from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-
-        try:
-            from airflow.sdk.exceptions import AirflowSkipException
-        except ImportError:  # Airflow 3.0 and 3.1
-            from airflow.exceptions import AirflowSkipException
-
-        rows = SqliteHook(sqlite_conn_id=CATALOG_CONN_ID).get_records(
-            "SELECT id, name, category FROM products WHERE headline IS NULL ORDER BY id"
-        )
-        if not rows:
-            raise AirflowSkipException("every product is enriched already")
-        return [{"id": row[0], "name": row[1], "category": row[2]} for row in rows]
-
-    records = rows_to_enrich()
+    # An empty result (every product enriched already) skips the run: skip_on_empty is the default.
     create = GeminiBatchCreateOperator(
         task_id="create",
         model="gemini-2.5-flash",
-        records=records,
+        sql="SELECT id, name, category FROM products WHERE headline IS NULL ORDER BY id",
+        sql_conn_id=CATALOG_CONN_ID,
         prompt_template="Write a short headline and pick the tone for: {name} (category: {category}).",
         key_field="id",
         system_instruction="You write concise, factual retail copy.",
@@ -75,31 +62,19 @@ def gemini_batch_enrichment():
         output_format="parquet",
         parse_json=True,
         response_schema=SCHEMA,
-        join_input=records,
     )
-
-    @task
-    def load_back(manifest: dict) -> int:
-        """Write the generated columns into the table, only where they are still empty."""
-        import pyarrow.parquet as pq
-        from airflow.providers.sqlite.hooks.sqlite import SqliteHook
-        from airflow.sdk import ObjectStoragePath
-
-        with ObjectStoragePath(manifest["destination"]).open("rb") as handle:
-            rows = pq.read_table(handle).to_pylist()
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        updates = [(r["headline"], r["tone"], now, r["key"]) for r in rows if r["error"] is None]
-        hook = SqliteHook(sqlite_conn_id=CATALOG_CONN_ID)
-        with hook.get_conn() as conn:
-            conn.executemany(
-                "UPDATE products SET headline = ?, tone = ?, enriched_at = ? "
-                "WHERE id = ? AND headline IS NULL",
-                updates,
-            )
-        return len(updates)
-
-    create >> wait >> store
-    load_back(store.output)
+    load = GeminiBatchResultsToSqlOperator(
+        task_id="load",
+        batch_name=create.output["batch_name"],
+        table="products",
+        sql_conn_id=CATALOG_CONN_ID,
+        key_column="id",
+        mode="update",  # the answers go back into the rows they came from
+        parse_json=True,
+        response_schema=SCHEMA,
+        columns=["headline", "tone"],
+    )
+    create >> wait >> [store, load]
 
 
 gemini_batch_enrichment()

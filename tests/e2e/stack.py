@@ -172,7 +172,7 @@ class AirflowStack:
         with sqlite3.connect(self.catalog) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS products (id TEXT PRIMARY KEY, name TEXT, category TEXT, "
-                "headline TEXT, tone TEXT, enriched_at TEXT)"
+                "headline TEXT, tone TEXT)"
             )
             db.executemany("INSERT OR IGNORE INTO products (id, name, category) VALUES (?, ?, ?)", PRODUCTS)
 

@@ -21,7 +21,7 @@ from tests.e2e.stack import API_KEY, PRODUCTS, DistributedStack, kill_session, s
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 LOSS_DAG_ID = "gemini_worker_loss"
-TASKS = ["rows_to_enrich", "create", "wait", "store", "load_back"]
+TASKS = ["create", "wait", "store", "load"]
 
 
 def until_ended_by_the_test(emulator: EmulatorClient) -> None:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(900)
 
 def test_the_run_succeeds_and_fills_the_table(stack: AirflowStack, enrichment_run: str) -> None:
     assert stack.task_states(DAG_ID, enrichment_run) == dict.fromkeys(
-        ["rows_to_enrich", "create", "wait", "store", "load_back"], "success"
+        ["create", "wait", "store", "load"], "success"
     )
     headlines = stack.headlines()
     assert set(headlines) == {key for key, _, _ in PRODUCTS}
@@ -47,7 +47,7 @@ def test_the_manifest_in_xcom_is_complete(stack: AirflowStack, enrichment_run: s
     assert 0 < manifest["cost"]["batch"] < manifest["cost"]["standard"]
     assert manifest["destination"].endswith("enriched-2026-11-24.parquet")
     assert Path(manifest["destination"].removeprefix("file://")).stat().st_size == manifest["bytes"]
-    assert stack.xcom(DAG_ID, enrichment_run, "load_back") == len(PRODUCTS)
+    assert stack.xcom(DAG_ID, enrichment_run, "load")["loaded"] == len(PRODUCTS)
 
 
 def test_a_failed_job_shows_its_error_in_the_task_log(stack: AirflowStack, enrichment_run: str) -> None:

@@ -76,24 +76,34 @@ def test_lineage_never_fails_the_task_and_says_why(caplog):
     assert "Gemini batch lineage could not be built; the task is not affected" in caplog.text
 
 
-@pytest.mark.usefixtures("catalog")
-def test_the_enrichment_example_reports_its_destination_columns_and_the_manifest_s_spend(
-    gemini_emulator, lineage_events
+def test_the_enrichment_example_names_its_source_table_destinations_and_the_manifest_s_spend(
+    gemini_emulator,
+    lineage_events,
+    catalog,  # noqa: F811 (the fixture imported above)
 ):
     dag_run = run_example("gemini_batch_enrichment", DAY_1)
     assert set(task_states(dag_run).values()) == {"success"}
     manifest = xcom_values("gemini_batch_enrichment", dag_run.run_id)[("store", "return_value")]
-    event = completed(lineage_events(), "store")
+    events = lineage_events()
+    # The source: the table the create task's query read (SQLite: named after the database file).
+    table = (f"sqlite://{catalog}", "main.products")
+    create_event = completed(events, "create")
+    assert [(d["namespace"], d["name"]) for d in create_event["inputs"]] == [table]
+    # The destinations: the Parquet file with its columns, and the table the answers went back to.
+    event = completed(events, "store")
     [output] = event["outputs"]
     assert (output["namespace"], output["name"]) == ("file", manifest["destination"].removeprefix("file://"))
     columns = {f["name"]: f.get("type") for f in output["facets"]["schema"]["fields"]}
     assert {"key": "string", "text": "string", "output_tokens": "integer"}.items() <= columns.items()
-    assert {"headline", "tone", "name", "category"} <= set(columns)  # parsed and joined columns
+    assert {"headline", "tone"} <= set(columns)  # the parsed answer's columns
+    [loaded] = completed(events, "load")["outputs"]
+    assert (loaded["namespace"], loaded["name"]) == table
+    assert [f["name"] for f in loaded["facets"]["schema"]["fields"]] == ["headline", "tone", "id"]
     facet = event["run"]["facets"]["geminiBatch"]
     cost = {k: v for k, v in manifest["cost"].items() if v is not None}  # OpenLineage leaves out nulls
     assert (facet["tokens"], facet["cost"]) == (manifest["tokens"], cost)
     assert facet["batchName"] == manifest["batch_name"]
-    create = completed(lineage_events(), "create")["run"]["facets"]["geminiBatch"]
+    create = create_event["run"]["facets"]["geminiBatch"]
     assert (create["batchName"], create["reattached"]) == (manifest["batch_name"], False)
 
 
