@@ -269,13 +269,13 @@ class GeminiBatchAdapter(BatchAdapter):
         output_spec: OutputSpec,
         **kwargs: Any,
     ) -> SubmitResult:
-        """Inline when the requests fit (under 20 MB), else through an uploaded file."""
+        """Inline when the requests are small (``AUTO_INLINE_BYTES``, 2 MB), else through an uploaded file."""
         display_name = self.display_name(idempotency_key, input_fingerprint)
         uploaded = None
         with self._prepared(
             requests, model=model, idempotency_key=idempotency_key, output_spec=output_spec, **kwargs
         ) as (job_model, prepared):
-            if prepared.fits_inline:
+            if prepared.inline_by_default:
                 job = self.hook.create_batch(
                     model=job_model, display_name=display_name, inline_requests=prepared.inline_requests()
                 )

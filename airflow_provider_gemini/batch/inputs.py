@@ -27,6 +27,10 @@ from airflow_provider_gemini.batch.schemas import response_schema_problem
 # the conservative reading.
 MAX_FILE_BYTES = 2_000_000_000
 MAX_INLINE_BYTES = 20_000_000
+# input_mode="auto" sends requests inline up to this size, and through an uploaded file above it: the
+# SDK encodes an inline body as Python objects, which peaked at 25 times the input's size (10,000
+# requests, 6 MB: +147 MB in the create task), while an upload streams from disk.
+AUTO_INLINE_BYTES = 2_000_000
 # Room for the JSON around inline requests ({"batch": {"inputConfig": {"requests": ...}}}).
 INLINE_MARGIN = 64 * 1024
 
@@ -150,6 +154,11 @@ class PreparedInput:
     @property
     def fits_inline(self) -> bool:
         return self.size_bytes + INLINE_MARGIN < MAX_INLINE_BYTES
+
+    @property
+    def inline_by_default(self) -> bool:
+        """Small enough to send inline when nobody asked for a mode (``AUTO_INLINE_BYTES``)."""
+        return self.size_bytes <= AUTO_INLINE_BYTES
 
     def iter_lines(self) -> Iterator[dict[str, Any]]:
         with open(self.path, "rb") as handle:

@@ -552,7 +552,7 @@ class GeminiBatchCreateOperator(BaseOperator):
             job = self.hook.create_batch(
                 model=self.model, display_name=display_name, file_name=self.input_file_name
             )
-        elif self.input_mode == "inline" or (self.input_mode == "auto" and prepared.fits_inline):
+        elif self.input_mode == "inline" or (self.input_mode == "auto" and prepared.inline_by_default):
             job = self.hook.create_batch(
                 model=self.model, display_name=display_name, inline_requests=prepared.inline_requests()
             )

@@ -373,7 +373,7 @@ def test_an_unknown_job_reads_as_not_found(gemini_emulator, adapter):
 
 
 def test_a_large_input_goes_through_an_uploaded_file(gemini_emulator, adapter, monkeypatch):
-    monkeypatch.setattr(inputs, "MAX_INLINE_BYTES", 0)  # every input counts as too large to inline
+    monkeypatch.setattr(inputs, "AUTO_INLINE_BYTES", 0)  # every input counts as too large to inline
     result = adapter.submit(
         [{"prompt": p} for p in PROMPTS],
         model="gemini-2.5-flash",

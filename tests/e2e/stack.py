@@ -390,10 +390,11 @@ class PostgresStack(AirflowStack):
         return {**super().env(), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database}
 
     def _start_services(self) -> None:
-        self._start_postgres()
+        self.start_postgres()
 
-    def _start_postgres(self) -> None:
-        """A throwaway cluster on a loopback port. PostgreSQL refuses to run as root: as root, it runs as
+    def start_postgres(self) -> None:
+        """A throwaway cluster on a loopback port (also used alone, as a warehouse: ``stop()`` ends it).
+        PostgreSQL refuses to run as root: as root, it runs as
         the ``postgres`` user the Debian package creates, from a data folder that user owns."""
         versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
         assert versions, "PostgreSQL is missing: `make test` installs the Debian package postgresql"
@@ -439,11 +440,11 @@ class PostgresStack(AirflowStack):
         self.launch("postgres", args, env=dict(os.environ), **user)
         self.services.append("postgres")
         wait_until(lambda: self._postgres_answers("postgres"), 60, "PostgreSQL")
-        with contextlib.closing(self._connect("postgres")) as db:
+        with contextlib.closing(self.connect("postgres")) as db:
             db.autocommit = True
             db.cursor().execute("CREATE DATABASE airflow")
 
-    def _connect(self, database: str = "airflow") -> Any:
+    def connect(self, database: str = "airflow") -> Any:
         import psycopg2
 
         return psycopg2.connect(
@@ -456,14 +457,14 @@ class PostgresStack(AirflowStack):
         if self.processes["postgres"].poll() is not None:
             raise RuntimeError(f"PostgreSQL exited early:\n{self.log_tail('postgres')}")
         try:
-            self._connect(database).close()
+            self.connect(database).close()
         except psycopg2.OperationalError:
             return False
         return True
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """Rows of a query on the metadata database."""
-        with contextlib.closing(self._connect()) as db:
+        with contextlib.closing(self.connect()) as db:
             db.autocommit = True
             with db.cursor() as cursor:
                 cursor.execute(query, params)
