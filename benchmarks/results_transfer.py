@@ -72,17 +72,17 @@ def run(writer: str, url: str, batch_name: str, out_dir: str) -> dict[str, float
         from airflow.sdk.lineage import get_hook_lineage_collector
 
         get_hook_lineage_collector()
-        write = operator._write
+        transfer = operator._transfer
         streaming: list[float] = []
 
-        def timed_write(*args: object) -> int:  # the streaming part alone, without the job lookup
+        def timed_transfer(*args: Any, **kwargs: Any) -> Any:  # the pass over the results alone
             began = time.perf_counter()
             try:
-                return write(*args)  # type: ignore[arg-type]
+                return transfer(*args, **kwargs)
             finally:
                 streaming.append(time.perf_counter() - began)
 
-        operator._write = timed_write  # type: ignore[method-assign]
+        operator._transfer = timed_transfer  # type: ignore[method-assign]
         start_rss, start = rss_mb(), time.perf_counter()
         operator.execute({})
     elif writer == "plain":
