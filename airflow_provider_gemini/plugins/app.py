@@ -114,9 +114,18 @@ def create_app() -> FastAPI:
         text = text.replace("{{SETTINGS}}", html.escape(json.dumps(settings)))
         return HTMLResponse(text, headers=no_store)
 
+    def may_read_connection(user: BaseUser, conn_id: str) -> bool:
+        return get_auth_manager().is_authorized_connection(
+            method="GET", user=user, details=ConnectionDetails(conn_id=conn_id)
+        )
+
     @app.get("/api/connections")
     def connections(user: User) -> JSONResponse:
-        return JSONResponse({"connections": airflow_data.gemini_connection_ids()}, headers=no_store)
+        """The Gemini connections this user may read (any other id can still be typed in)."""
+        ids = [
+            conn_id for conn_id in airflow_data.gemini_connection_ids() if may_read_connection(user, conn_id)
+        ]
+        return JSONResponse({"connections": ids}, headers=no_store)
 
     @app.get("/api/jobs")
     def jobs(
@@ -132,9 +141,7 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=502, detail=str(err)) from None
         instances, manifests = _known_instances(), _known_manifests()
         readable = readable_dags(user)
-        sees_unlinked = get_auth_manager().is_authorized_connection(
-            method="GET", user=user, details=ConnectionDetails(conn_id=conn_id)
-        )
+        sees_unlinked = may_read_connection(user, conn_id)
         base = _base_path()
         rows = []
         for job in listed:

@@ -200,7 +200,7 @@ def test_the_page_follows_both_runs_from_the_navigation_to_their_costs(
 
     job_row(frame, BASIC).locator("a.task-link").click()  # the whole UI moves, not the frame
     page.wait_for_url(f"{airflow.url}{task_path(BASIC, runs[BASIC])}")
-    page.get_by_text("GeminiBatchCreateOperator").wait_for()  # the task instance's details
+    page.get_by_text("GeminiBatchCreateOperator", exact=True).wait_for()  # the task instance's header
     shoot(page, artifacts, "gemini-batches-task-link")
 
 
@@ -223,11 +223,14 @@ def test_a_user_without_access_to_a_dag_does_not_see_its_jobs(
     )
     with analyst:
         jobs = analyst.get("/api/jobs").raise_for_status().json()["jobs"]
+        assert analyst.get("/api/connections").raise_for_status().json() == {"connections": []}
         spend = analyst.get("/api/spend").raise_for_status().json()["dags"]
         bodies.extend([json.dumps(jobs), json.dumps(spend)])
     assert [job["task"]["dag_id"] for job in jobs] == [ENRICHMENT]  # a viewer sees no unlinked jobs either
     assert [row["dag_id"] for row in spend] == [ENRICHMENT]
     assert DENIED_DAG not in json.dumps(jobs) + json.dumps(spend)
+    admin = httpx.get(f"{airflow.url}{URL_PREFIX}/api/connections", headers=airflow.api.headers, timeout=30)
+    assert admin.json() == {"connections": ["gemini_default"]}
 
 
 def test_thousands_of_jobs_cost_one_list_call_per_refresh(
