@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from airflow_provider_gemini.get_provider_info import get_provider_info
 from airflow_provider_gemini.plugins.gemini_batches import URL_PREFIX, GeminiBatchesPlugin
@@ -66,3 +68,17 @@ def test_one_page_is_one_list_call_and_the_key_stays_out_of_errors(
     key = GeminiHook(gemini_connection).settings.api_key
     assert key
     assert key not in message
+
+
+def test_airflow_lists_the_plugin_with_its_app_and_navigation_entry(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    out = subprocess.run(
+        [airflow, "plugins", "--output", "json"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (ours,) = [p for p in json.loads(out.stdout[out.stdout.index("[{") :]) if p["name"] == "gemini_batches"]
+    assert ours["source"].startswith("airflow-provider-gemini==")
+    assert [app["url_prefix"] for app in ours["fastapi_apps"]] == [URL_PREFIX]
+    assert [view["url_route"] for view in ours["external_views"]] == ["gemini-batches"]
