@@ -116,10 +116,20 @@ class RequestOptions:
             wire["safetySettings"] = _plain(list(self.safety_settings))
         object.__setattr__(self, "_wire", wire)
 
+    #: What the requests are: GenerateContentRequests (``EmbedOptions``: EmbedContentRequests).
+    embeddings = False
+
     @property
     def active(self) -> bool:
         """Whether any option is set, so that requests may change."""
         return bool(self._wire)
+
+    def check(self, request: Any) -> str | None:
+        return check_request(request)
+
+    def from_text(self, text: str) -> dict[str, Any]:
+        """The request that asks this text."""
+        return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
 
     def apply(self, request: dict[str, Any]) -> dict[str, Any]:
         """The request with these options added where it has none of its own."""
@@ -138,6 +148,75 @@ class RequestOptions:
                 own_keys = {_camel(k) for k in request[own]}
                 merged[own] = {**{k: v for k, v in value.items() if k not in own_keys}, **request[own]}
         return merged
+
+
+# The task types the embeddings API takes (EmbedContentRequest.taskType).
+TASK_TYPES = (
+    "TASK_TYPE_UNSPECIFIED",
+    "RETRIEVAL_QUERY",
+    "RETRIEVAL_DOCUMENT",
+    "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION",
+    "CLUSTERING",
+    "QUESTION_ANSWERING",
+    "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY",
+)
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """Settings of an embeddings batch, merged into every EmbedContentRequest that does not set them.
+
+    :param task_type: what the vectors are for (``TASK_TYPES``), e.g. ``RETRIEVAL_DOCUMENT``.
+    :param title: the documents' title; the API takes one only with ``RETRIEVAL_DOCUMENT``.
+    :param output_dimensionality: the vectors' length (the model's full length when None).
+    """
+
+    task_type: str | None = None
+    title: str | None = None
+    output_dimensionality: int | None = None
+    embeddings = True
+
+    def __post_init__(self) -> None:
+        if self.task_type is not None and self.task_type not in TASK_TYPES:
+            raise BatchInputError(
+                f"task_type {self.task_type!r} is not one of {', '.join(TASK_TYPES)}", source="task_type"
+            )
+        if self.title is not None and self.task_type != "RETRIEVAL_DOCUMENT":
+            raise BatchInputError('a title is only taken with task_type="RETRIEVAL_DOCUMENT"', source="title")
+        dims = self.output_dimensionality
+        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+            raise BatchInputError(
+                f"output_dimensionality must be a positive integer, not {dims!r}",
+                source="output_dimensionality",
+            )
+
+    @property
+    def _wire(self) -> dict[str, Any]:
+        fields = {
+            "taskType": self.task_type,
+            "title": self.title,
+            "outputDimensionality": self.output_dimensionality,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+    @property
+    def active(self) -> bool:
+        return bool(self._wire)
+
+    def check(self, request: Any) -> str | None:
+        return check_embed_request(request)
+
+    def from_text(self, text: str) -> dict[str, Any]:
+        return {"content": {"parts": [{"text": text}]}}
+
+    def apply(self, request: dict[str, Any]) -> dict[str, Any]:
+        own = {_camel(name) for name in request}
+        return {**request, **{k: v for k, v in self._wire.items() if k not in own}}
+
+
+Options = RequestOptions | EmbedOptions
 
 
 @dataclass(frozen=True)
@@ -353,6 +432,19 @@ def check_request(request: Any) -> str | None:
     return None
 
 
+def check_embed_request(request: Any) -> str | None:
+    """Why an EmbedContentRequest is unusable, or None."""
+    if not isinstance(request, dict):
+        return f'"request" must be an object, not {type(request).__name__}'
+    content = request.get("content")
+    if content is None:
+        hint = ' (an embeddings request takes one "content", not "contents")' if "contents" in request else ""
+        return f'request has no "content"{hint}'
+    if not isinstance(content, dict) or not content.get("parts"):
+        return '"content" has no "parts"'
+    return None
+
+
 def _key_of(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
@@ -434,7 +526,7 @@ def prepare_from_file(
     handle: IO[bytes],
     *,
     source: str,
-    options: RequestOptions | None = None,
+    options: Options | None = None,
     workdir: str | os.PathLike[str],
     block_bytes: int = BLOCK_BYTES,
 ) -> PreparedInput:
@@ -449,7 +541,8 @@ def prepare_from_file(
     def fill(writer: _Writer) -> None:
         number = 1
         for block in _line_blocks(handle, block_bytes):
-            keys = None if options.active else _final_keys(block)
+            # The one-decode check knows GenerateContentRequests only.
+            keys = None if options.active or options.embeddings else _final_keys(block)
             if keys is not None and writer.add_block(block, keys, number):
                 number += len(keys)
                 continue
@@ -460,7 +553,7 @@ def prepare_from_file(
     return _prepare(workdir, source, fill)
 
 
-def _add_line(writer: _Writer, raw: bytes, number: int, options: RequestOptions) -> None:
+def _add_line(writer: _Writer, raw: bytes, number: int, options: Options) -> None:
     if not raw.strip():
         writer.skip(number)
         return
@@ -483,7 +576,7 @@ def _add_line(writer: _Writer, raw: bytes, number: int, options: RequestOptions)
         raise writer.error('"key" must be a non-empty string or an integer', number)
     if "request" not in line:
         raise writer.error('missing "request"', number)
-    if problem := check_request(line["request"]):
+    if problem := options.check(line["request"]):
         raise writer.error(problem, number)
     if not options.active and key is line["key"] and len(line) == 2:
         writer.add_line(key, raw, number)  # already final: kept as it came, as a whole block would be
@@ -496,7 +589,7 @@ def prepare_from_records(
     *,
     prompt_template: str | Callable[[dict[str, Any]], str],
     key_field: str,
-    options: RequestOptions | None = None,
+    options: Options | None = None,
     workdir: str | os.PathLike[str],
     source: str = "records",
     null_policy: str = "fail",
@@ -550,8 +643,7 @@ def prepare_from_records(
                 raise BatchInputError(
                     f"record {number}: prompt template failed: {err}", source=source
                 ) from None
-            request = {"contents": [{"role": "user", "parts": [{"text": str(prompt)}]}]}
-            writer.add(key, options.apply(request), number)
+            writer.add(key, options.apply(options.from_text(str(prompt))), number)
 
     return replace(_prepare(workdir, source, fill, what="record"), null_records=nulls)
 
@@ -571,7 +663,7 @@ def template_fields(template: str) -> tuple[str, ...]:
 def prepare_from_requests(
     requests: Iterable[Any],
     *,
-    options: RequestOptions | None = None,
+    options: Options | None = None,
     workdir: str | os.PathLike[str],
     source: str = "requests",
 ) -> PreparedInput:
@@ -590,7 +682,7 @@ def prepare_from_requests(
                 request = item["request"]
             else:
                 key, request = f"request-{number:06d}", item
-            if problem := check_request(request):
+            if problem := options.check(request):
                 raise BatchInputError(f"request {number}: {problem}", source=source)
             writer.add(key, options.apply(request), number)
 

@@ -62,6 +62,9 @@ class BatchState(str, enum.Enum):
 RESULT_STATES = frozenset({BatchState.SUCCEEDED, BatchState.PARTIALLY_SUCCEEDED})
 TERMINAL_STATES = RESULT_STATES | {BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
 LIVE_STATES = frozenset({BatchState.PENDING, BatchState.RUNNING})
+# The API methods that create a batch job, as ``models.get`` lists them in supportedGenerationMethods.
+BATCH_GENERATE_METHOD = "batchGenerateContent"
+BATCH_EMBED_METHOD = "asyncBatchEmbedContent"
 
 
 def _int(value: Any) -> int:

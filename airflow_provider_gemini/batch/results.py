@@ -79,7 +79,18 @@ class _Answer(_Candidate, gc=False):
     content: _Content | None = None
 
 
+class _Embedding(msgspec.Struct, gc=False):
+    values: list[float] | None = None
+
+
+class _Counted(msgspec.Struct, gc=False):
+    """An embedding seen, its values left as raw JSON (the passthrough only counts it)."""
+
+    values: msgspec.Raw = msgspec.Raw(b"")  # (Raw cannot be part of a union)
+
+
 _C = TypeVar("_C", bound=_Candidate)
+_E = TypeVar("_E", _Embedding, _Counted)
 
 
 class _Feedback(msgspec.Struct, gc=False):
@@ -87,8 +98,9 @@ class _Feedback(msgspec.Struct, gc=False):
     block_reason: str | None = None
 
 
-class _Response(msgspec.Struct, Generic[_C], gc=False):
+class _Response(msgspec.Struct, Generic[_C, _E], gc=False):
     candidates: list[_C] | None = None
+    embedding: _E | None = None  # an EmbedContentResponse
     usageMetadata: _Usage | None = None
     usage_metadata: _Usage | None = None
     promptFeedback: _Feedback | None = None
@@ -105,10 +117,10 @@ class _Metadata(msgspec.Struct, gc=False):
     key: str | int | None = None
 
 
-class _Line(msgspec.Struct, Generic[_C], gc=False):
+class _Line(msgspec.Struct, Generic[_C, _E], gc=False):
     key: str | int | None = None
     metadata: _Metadata | None = None
-    response: _Response[_C] | None = None
+    response: _Response[_C, _E] | None = None
     error: _Status | str | None = None
     status: _Status | str | None = None
 
@@ -116,9 +128,9 @@ class _Line(msgspec.Struct, Generic[_C], gc=False):
 # The same line read two ways: with each answer's text (flat rows), or without (what is counted
 # alone, for the passthrough: the text is skipped unread). strict=False: int64 counts may travel as
 # JSON strings ("12").
-_LINE: dict[bool, msgspec.json.Decoder[_Line[Any]]] = {
-    True: msgspec.json.Decoder(_Line[_Answer], strict=False),
-    False: msgspec.json.Decoder(_Line[_Candidate], strict=False),
+_LINE: dict[bool, msgspec.json.Decoder[_Line[Any, Any]]] = {
+    True: msgspec.json.Decoder(_Line[_Answer, _Embedding], strict=False),
+    False: msgspec.json.Decoder(_Line[_Candidate, _Counted], strict=False),
 }
 _NO_USAGE = _Usage()
 
@@ -135,6 +147,7 @@ class ResultRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     total_tokens: int
     error: str | None
     parsed: dict[str, Any] | None = None
+    embedding: list[float] | None = None  # an embeddings job's vector
 
     @property
     def succeeded(self) -> bool:
@@ -152,17 +165,20 @@ class ResultRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
             "total_tokens": self.total_tokens,
             "error": self.error,
         }
-        if parse_json or extra:
+        if parse_json or extra or self.embedding is not None:
             record.update(self.fields(parse_json=parse_json, extra=extra))
         return record
 
     def fields(self, *, parse_json: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The fields beyond the base columns: the parsed answer's, then the joined input's.
+        """The fields beyond the base columns: an embedding's vector, the parsed answer's fields, then
+        the joined input's.
 
         A parsed field named like a base column is prefixed ``parsed_``; an input field named like
         either is prefixed ``input_``.
         """
         fields: dict[str, Any] = {}
+        if self.embedding is not None:
+            fields["embedding"] = self.embedding
         if parse_json and self.parsed:
             for name, value in self.parsed.items():
                 fields[f"parsed_{name}" if name in _BASE or name in fields else name] = value
@@ -179,7 +195,7 @@ class _NoKey(Exception):
     """A line without a key; re-raised with its line number."""
 
 
-def _row(line: _Line[Any], text: bool, parse_json: bool) -> ResultRow:
+def _row(line: _Line[Any, Any], text: bool, parse_json: bool) -> ResultRow:
     """The one place a decoded line becomes an outcome: succeeded, failed or blocked, and its tokens."""
     key = line.key
     if key is None and line.metadata is not None:
@@ -199,6 +215,14 @@ def _row(line: _Line[Any], text: bool, parse_json: bool) -> ResultRow:
     )
     cached = usage.cachedContentTokenCount or usage.cached_content_token_count or 0
     total = usage.totalTokenCount or usage.total_token_count or prompt + output
+    if response.embedding is not None:  # an embeddings job: the vector is the answer
+        values = response.embedding.values
+        if isinstance(values, msgspec.Raw):  # the passthrough: the values as raw JSON
+            values = None if bytes(values).replace(b" ", b"") in (b"", b"[]", b"null") else values
+        if not values:
+            return ResultRow(str(key), None, None, prompt, output, cached, total, "no embedding values")
+        vector = values if text else None
+        return ResultRow(str(key), None, None, prompt, output, cached, total, None, None, vector)
     candidates = response.candidates
     if not candidates:  # an empty answer or a blocked prompt: a failure in every format
         feedback = response.promptFeedback or response.prompt_feedback

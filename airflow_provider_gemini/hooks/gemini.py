@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from airflow_provider_gemini._compat import BaseHook
 from airflow_provider_gemini.batch.errors import GeminiApiError
-from airflow_provider_gemini.batch.jobs import BatchJobInfo
+from airflow_provider_gemini.batch.jobs import BATCH_EMBED_METHOD, BATCH_GENERATE_METHOD, BatchJobInfo
 from airflow_provider_gemini.hooks._settings import GeminiSettings
 
 if TYPE_CHECKING:
@@ -308,11 +308,13 @@ class GeminiHook(BaseHook):
         display_name: str,
         file_name: str | None = None,
         inline_requests: list[dict[str, Any]] | None = None,
+        embeddings: bool = False,
     ) -> BatchJobInfo:
         """Create a batch job from an uploaded file or from inline requests (wire-format dicts).
 
         :param inline_requests: ``[{"request": GenerateContentRequest, "metadata": {"key": ...}}]``,
             sent unchanged.
+        :param embeddings: the requests are EmbedContentRequests (``asyncBatchEmbedContent``).
         """
         if (file_name is None) == (inline_requests is None):
             raise ValueError("create_batch takes exactly one of file_name and inline_requests")
@@ -322,7 +324,7 @@ class GeminiHook(BaseHook):
         body = {
             "batch": {"displayName": display_name, "model": _model_path(model), "inputConfig": input_config}
         }
-        path = f"{_model_path(model)}:batchGenerateContent"
+        path = f"{_model_path(model)}:{BATCH_EMBED_METHOD if embeddings else BATCH_GENERATE_METHOD}"
         return BatchJobInfo.from_operation(
             self._request("post", path, body, what=f"create batch {display_name}")
         )

@@ -32,7 +32,12 @@ from airflow_provider_gemini.batch.identity import (
     job_identity,
     same_task_instance,
 )
-from airflow_provider_gemini.batch.jobs import BatchJobInfo, BatchState
+from airflow_provider_gemini.batch.jobs import (
+    BATCH_EMBED_METHOD,
+    BATCH_GENERATE_METHOD,
+    BatchJobInfo,
+    BatchState,
+)
 from airflow_provider_gemini.batch.polling import PollDecider
 from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event
 from airflow_provider_gemini.lineage import never_fails
@@ -43,6 +48,7 @@ from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
+    from airflow_provider_gemini.batch import inputs
     from airflow_provider_gemini.batch.inputs import PreparedInput
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
@@ -291,13 +297,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         if self.input_file_name is not None:
             self._input_file = self.input_file_name
             return None
-        options = inputs.RequestOptions(
-            system_instruction=self.system_instruction,
-            generation_config=self.generation_config,
-            tools=self.tools,
-            cached_content=self.cached_content,
-            safety_settings=self.safety_settings,
-        )
+        options = self._request_options()
         if self.input_path is not None:
             source = str(self.input_path)
             path = storage_path(self.input_path, self.input_conn_id)
@@ -351,6 +351,21 @@ class GeminiBatchCreateOperator(BaseOperator):
                 self.null_policy,
             )
         return prepared
+
+    #: The requests are EmbedContentRequests (``GeminiBatchEmbedOperator``), not GenerateContentRequests.
+    embeddings = False
+
+    def _request_options(self) -> inputs.Options:
+        """What is merged into every request (the embeddings operator has its own)."""
+        from airflow_provider_gemini.batch import inputs
+
+        return inputs.RequestOptions(
+            system_instruction=self.system_instruction,
+            generation_config=self.generation_config,
+            tools=self.tools,
+            cached_content=self.cached_content,
+            safety_settings=self.safety_settings,
+        )
 
     # -- identity and re-attaching ---------------------------------------------------------------
 
@@ -541,20 +556,27 @@ class GeminiBatchCreateOperator(BaseOperator):
                 f"Model {name} does not exist for this connection ({err}). Check `model`. {INPUT_FAILURE}"
             ) from None
         methods = model.get("supportedGenerationMethods") or []
-        if methods and "batchGenerateContent" not in methods:
+        method = BATCH_EMBED_METHOD if self.embeddings else BATCH_GENERATE_METHOD
+        if methods and method not in methods:
             raise AirflowFailException(
-                f"Model {name} does not serve batch mode (it supports {', '.join(methods)}). "
-                f"Choose a model that lists batchGenerateContent. {INPUT_FAILURE}"
+                f"Model {name} does not serve {'embeddings in ' if self.embeddings else ''}batch mode "
+                f"(it supports {', '.join(methods)}). Choose a model that lists {method}. {INPUT_FAILURE}"
             )
 
     def _submit(self, prepared: PreparedInput | None, display_name: str) -> BatchJobInfo:
         if prepared is None:
             job = self.hook.create_batch(
-                model=self.model, display_name=display_name, file_name=self.input_file_name
+                model=self.model,
+                display_name=display_name,
+                file_name=self.input_file_name,
+                embeddings=self.embeddings,
             )
         elif self.input_mode == "inline" or (self.input_mode == "auto" and prepared.inline_by_default):
             job = self.hook.create_batch(
-                model=self.model, display_name=display_name, inline_requests=prepared.inline_requests()
+                model=self.model,
+                display_name=display_name,
+                inline_requests=prepared.inline_requests(),
+                embeddings=self.embeddings,
             )
         else:
             uploaded = self.hook.upload_file(prepared.path, display_name=display_name)
@@ -566,7 +588,10 @@ class GeminiBatchCreateOperator(BaseOperator):
                 uploaded["name"],
             )
             job = self.hook.create_batch(
-                model=self.model, display_name=display_name, file_name=uploaded["name"]
+                model=self.model,
+                display_name=display_name,
+                file_name=uploaded["name"],
+                embeddings=self.embeddings,
             )
         self.log.info("Created Gemini batch %s (%s) as %s", job.name, job.state.value, display_name)
         return job

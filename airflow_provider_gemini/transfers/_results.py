@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from airflow_provider_gemini.hooks.gemini import GeminiHook
 
 Records = dict[str, dict[str, Any]]
+_HAS_VECTOR = attrgetter("embedding")
 # Called with each block of result lines and its decoded rows; the record fields of each row (None:
 # no parsed answer and no join asked for, so rows carry only the base columns).
 BlockSink = Callable[[bytes, Sequence[ResultRow], Sequence[dict[str, Any]] | None], None]
@@ -185,7 +187,9 @@ class ResultsTransfer(BaseOperator):
                 builder.add_rows(rows)
                 if failures is not None and (failed := [row for row in rows if row.error is not None]):
                     failures.write_rows(failed)
-                sink(block, rows, [self._fields(row, records) for row in rows] if extras and text else None)
+                # Rows carry fields beyond the base columns: parsed or joined ones, or embeddings' vectors.
+                with_fields = text and (extras or any(map(_HAS_VECTOR, rows)))
+                sink(block, rows, [self._fields(row, records) for row in rows] if with_fields else None)
             if failures is not None:
                 failures.close()
         return builder

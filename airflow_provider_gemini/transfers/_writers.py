@@ -250,6 +250,10 @@ def _arrow_type(pa: Any, name: str, sample: list[Any]) -> Any:
     if name in FLAT_COLUMNS:
         return pa.int64() if name in _TOKEN_COLUMNS else pa.string()
     values = [v for v in sample if v is not None]
+    if values and all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in values):
+        # Vectors (an embeddings job's): a fixed-size list of float32 when they all have one length.
+        lengths = {len(v) for v in values}
+        return pa.list_(pa.float32(), lengths.pop()) if len(lengths) == 1 else pa.list_(pa.float32())
     if values and all(isinstance(v, bool) for v in values):
         return pa.bool_()
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):

@@ -56,6 +56,7 @@ def test_importing_operator_sensor_and_trigger_leaves_the_sdk_out():
         "import airflow_provider_gemini.triggers.batch, airflow_provider_gemini.links.batch\n"
         "import airflow_provider_gemini.transfers.results_to_storage\n"
         "import airflow_provider_gemini.transfers.results_to_sql\n"
+        "import airflow_provider_gemini.operators.embed\n"
         "heavy = ('google.genai', 'pyarrow', 'numpy', 'openlineage.')\n"
         "heavy = sorted(m for m in sys.modules if m.startswith(heavy))\n"
         "print(','.join(heavy))\n"

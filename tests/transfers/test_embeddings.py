@@ -1,0 +1,167 @@
+"""Embeddings batches through real Airflow against the emulator: created by our operator (inline and
+through a file) or by the SDK directly, stored as Parquet, CSV and flat JSONL with a vector column."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from google import genai
+
+from tests.airflow_helpers import run_dag, task_states, xcom_values
+from tests.lifecycle.dag_sources import failing_after_submit
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "gemini_connection")
+
+RECORDS = [{"id": i, "name": f"product {i}", "description": f"a thing of kind {i % 3}"} for i in range(1, 6)]
+DIMS = 16
+
+
+def pipeline(dag_id: str, destination: str, *, embed: dict, store: dict, prelude: str = "") -> str:
+    embed_class = "FailAfterSubmit" if prelude else "GeminiBatchEmbedOperator"
+    return f"""
+import datetime
+from airflow.sdk import dag
+from airflow_provider_gemini.operators.embed import GeminiBatchEmbedOperator
+from airflow_provider_gemini.sensors.batch import GeminiBatchSensor
+from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+{prelude}
+@dag(dag_id={dag_id!r}, schedule=None, start_date=datetime.datetime(2024, 1, 1))
+def the_dag():
+    embed = {embed_class}(task_id="embed", retries=1, retry_delay=datetime.timedelta(0), **{embed!r})
+    wait = GeminiBatchSensor(task_id="wait", batch_name=embed.output["batch_name"], poke_interval=0.1)
+    store = GeminiBatchResultsToStorageOperator(
+        task_id="store", batch_name=embed.output["batch_name"], destination={destination!r}, **{store!r}
+    )
+    embed >> wait >> store
+
+the_dag()
+"""
+
+
+def read_rows(path, output_format: str) -> list[dict]:
+    if output_format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        assert table.schema.field("embedding").type == pa.list_(pa.float32(), DIMS)
+        return table.to_pylist()
+    if output_format == "csv":
+        with open(path, newline="") as handle:
+            return [{**row, "embedding": json.loads(row["embedding"])} for row in csv.DictReader(handle)]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("input_mode", ["inline", "file"])
+@pytest.mark.parametrize("output_format", ["parquet", "csv", "flat_jsonl"])
+def test_our_embeddings_come_back_one_vector_per_key_joined_to_the_input(
+    gemini_emulator, tmp_path, output_format, input_mode
+):
+    destination = tmp_path / f"vectors.{output_format}"
+    embed = {
+        "records": RECORDS,
+        "text_field": "description",
+        "task_type": "RETRIEVAL_DOCUMENT",
+        "output_dimensionality": DIMS,
+        "input_mode": input_mode,
+    }
+    store = {"output_format": output_format, "join_input": RECORDS}
+    dag_id = f"embed_{output_format}_{input_mode}"
+    dag_run = run_dag(dag_id, pipeline(dag_id, str(destination), embed=embed, store=store))
+    assert set(task_states(dag_run).values()) == {"success"}
+    rows = sorted(read_rows(destination, output_format), key=lambda r: int(r["id"]))
+    assert [int(r["id"]) for r in rows] == [r["id"] for r in RECORDS]
+    assert [r["name"] for r in rows] == [r["name"] for r in RECORDS]  # joined to the input
+    assert all(len(r["embedding"]) == DIMS for r in rows)
+    assert not any(r["error"] for r in rows)
+    assert len({tuple(r["embedding"]) for r in rows}) == 3  # one vector per distinct text
+    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+    assert (manifest["rows"], manifest["succeeded"], manifest["failed"]) == (5, 5, 0)
+    stats = gemini_emulator.stats()
+    assert (stats["calls"]["embed_creates"], stats["calls"]["uploads"]) == (1, int(input_mode == "file"))
+
+
+def test_a_job_the_sdk_made_is_stored_with_its_vectors(gemini_emulator, tmp_path):
+    from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
+
+    client = genai.Client(api_key=gemini_emulator.api_key, http_options={"base_url": gemini_emulator.url})
+    src = {
+        "inlined_requests": {
+            "contents": [{"parts": [{"text": text}]} for text in ("alpha", "beta", "gamma")],
+            "config": {"output_dimensionality": DIMS},
+        }
+    }
+    job = client.batches.create_embeddings(
+        model="gemini-embedding-001", src=src, config={"display_name": "made-by-the-sdk"}
+    )
+    destination = tmp_path / "sdk.parquet"
+    store = GeminiBatchResultsToStorageOperator(
+        task_id="store", batch_name=job.name, destination=str(destination), output_format="parquet"
+    )
+    manifest = store.execute({})
+    rows = read_rows(destination, "parquet")
+    # The SDK sends no keys: each answer is named after its place, as the API returns them.
+    assert [r["key"] for r in rows] == ["request-000001", "request-000002", "request-000003"]
+    assert all(len(r["embedding"]) == DIMS for r in rows)
+    assert manifest["succeeded"] == 3
+
+
+def test_a_generation_request_in_an_embeddings_file_fails_before_anything_is_paid(
+    gemini_emulator, tmp_path, capfd
+):
+    path = tmp_path / "requests.jsonl"
+    good = {"key": "a", "request": {"content": {"parts": [{"text": "fine"}]}}}
+    bad = {"key": "b", "request": {"contents": [{"parts": [{"text": "a generation request"}]}]}}
+    path.write_text(f"{json.dumps(good)}\n{json.dumps(bad)}\n")
+    dag_run = run_dag(
+        "embed_bad",
+        pipeline("embed_bad", str(tmp_path / "out.jsonl"), embed={"input_path": str(path)}, store={}),
+    )
+    assert task_states(dag_run)["embed"] == "failed"
+    captured = capfd.readouterr()
+    assert f'{path}, line 2: request has no "content" (an embeddings request takes one "content"' in (
+        captured.out + captured.err
+    )
+    calls = gemini_emulator.stats()["calls"]
+    assert (calls["uploads"], calls["embed_creates"]) == (0, 0)
+
+
+def test_a_model_without_batch_embeddings_fails_before_anything_is_paid(gemini_emulator, tmp_path, capfd):
+    embed = {"records": RECORDS, "text_field": "name", "model": "gemini-2.5-flash"}
+    dag_run = run_dag(
+        "embed_model", pipeline("embed_model", str(tmp_path / "o.jsonl"), embed=embed, store={})
+    )
+    assert task_states(dag_run)["embed"] == "failed"
+    captured = capfd.readouterr()
+    assert "does not serve embeddings in batch mode" in captured.out + captured.err
+    assert gemini_emulator.stats()["calls"]["embed_creates"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"task_type": "RETRIEVAL"}, "task_type 'RETRIEVAL' is not one of"),
+        ({"title": "Catalog"}, 'a title is only taken with task_type="RETRIEVAL_DOCUMENT"'),
+        ({"output_dimensionality": 0}, "output_dimensionality must be a positive integer"),
+        ({"generation_config": {"temperature": 0}}, "generation_config: for text generation, not embeddings"),
+    ],
+)
+def test_settings_the_api_would_refuse_fail_when_the_dag_is_parsed(options, message):
+    from airflow_provider_gemini.operators.embed import GeminiBatchEmbedOperator
+
+    with pytest.raises(ValueError, match=message):
+        GeminiBatchEmbedOperator(task_id="e", records=RECORDS, text_field="name", **options)
+
+
+def test_a_retry_reattaches_to_the_embeddings_job_it_paid_for(gemini_emulator, tmp_path):
+    prelude = failing_after_submit(base="GeminiBatchEmbedOperator")
+    embed = {"records": RECORDS, "text_field": "name"}
+    dag_run = run_dag(
+        "embed_retry",
+        pipeline("embed_retry", str(tmp_path / "o.jsonl"), embed=embed, store={}, prelude=prelude),
+    )
+    assert set(task_states(dag_run).values()) == {"success"}
+    assert xcom_values("embed_retry", dag_run.run_id)[("embed", "return_value")]["reattached"] is True
+    assert gemini_emulator.stats()["calls"]["embed_creates"] == 1
