@@ -229,7 +229,7 @@ class Emulator:
 
     def job(self, job_id: str) -> Job:
         job = self.state.jobs.get(job_id)
-        if job is None:
+        if job is None or job.deleted:  # a deleted operation is gone for every call, get included
             raise ApiError(404, f"Batch batches/{job_id} not found.")
         return job
 
@@ -492,6 +492,15 @@ async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *,
     config = field(batch, "inputConfig", "input_config") or {}
     model = f"models/{match.group('model')}"
     display_name = field(batch, "displayName", "display_name")
+    # The reference marks batch.displayName "Required". The SDK does not make one up for the
+    # Developer API (it generates a default on Vertex only), so a client that omits it sends none;
+    # we refuse it as the reference reads, since a name the emulator accepts but Google refuses
+    # would fail only in production. Proto3 cannot tell "" from unset: an empty name is missing too.
+    if not display_name:
+        request_type = "AsyncBatchEmbedContentRequest" if embed else "BatchGenerateContentRequest"
+        raise ApiError(
+            400, f"* {request_type}.batch.display_name: display_name is required", "INVALID_ARGUMENT"
+        )
     file_name = field(config, "fileName", "file_name")
     inline = field(config, "requests")
     if isinstance(inline, dict):
@@ -553,8 +562,13 @@ async def batch_get(request: Request, emu: Emulator, match: re.Match[str]) -> An
 
 
 async def batch_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
-    jobs = sorted(emu.state.jobs.values(), key=lambda j: j.created, reverse=True)
-    page, token = _page(jobs, request)
+    jobs = sorted(
+        (j for j in emu.state.jobs.values() if not j.deleted), key=lambda j: j.created, reverse=True
+    )
+    # The reference gives batches.list's pageSize no default and no maximum ("the standard list page
+    # size"); we use the file list's documented 10 and 100, the smallest this API states for a list,
+    # so a client that ignores nextPageToken breaks here before it breaks against Google.
+    page, token = _page(jobs, request, default=10, cap=100)
     for job in page:
         await emu.settle(job)
     out: dict[str, Any] = {"operations": [emu.resource(j) for j in page]}
@@ -577,6 +591,11 @@ async def batch_cancel(request: Request, emu: Emulator, match: re.Match[str]) ->
 
 
 async def batch_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    # The reference: delete "indicates that the client is no longer interested in the operation
+    # result. It does not cancel the operation." So a live job is not cancelled (its work goes on,
+    # and it still counts among the account's live jobs), while the operation resource is gone: get,
+    # list, cancel and a second delete answer as for a name that never existed (404 NOT_FOUND). The
+    # SDK agrees: delete returns nothing to read the job by afterwards.
     job = emu.job(match.group("id"))
     emu.state.delete_job(job)
     return {}
@@ -760,11 +779,11 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
     if action == "batches:history" and method == "POST":
         raw = await request.json()
         state.add_history(int(raw["count"]), float(raw.get("days", 30)))
-        return JSONResponse({"jobs": len(state.jobs)})
+        return JSONResponse({"jobs": sum(1 for job in state.jobs.values() if not job.deleted)})
     page = re.fullmatch(r"batches/(?P<id>[^/:]+)", action)
     if page and method == "GET":  # the job as a person reads it: where the extra link points
         shown = state.jobs.get(page.group("id"))
-        if shown is None:
+        if shown is None or shown.deleted:
             return error_response(404, f"Batch batches/{page.group('id')} not found.")
         await emu.settle(shown)
         return HTMLResponse(job_page(emu.resource(shown)))

@@ -171,6 +171,8 @@ class Job:
     final_error: str | None = None
     output_file: str | None = None
     inline_output: list[dict[str, Any]] | None = None
+    # Deleted by the client: gone from get and list, but its work goes on (see Emulated.delete_job).
+    deleted: bool = False
 
     @property
     def name(self) -> str:
@@ -267,8 +269,8 @@ class Emulated:
         if "job_ended" in change and (ended := self.jobs.get(change["job_ended"]["id"])):
             for name, value in change["job_ended"].items():
                 setattr(ended, name, value)
-        if "job_deleted" in change:
-            self.jobs.pop(change["job_deleted"], None)
+        if "job_deleted" in change and (deleted := self.jobs.get(change["job_deleted"])):
+            deleted.deleted = True
         counters = change.get("counters", {})
         self.jobs_created = counters.get("jobs_created", self.jobs_created)
         self.files_created = counters.get("files_created", self.files_created)
@@ -280,7 +282,10 @@ class Emulated:
         with os.fdopen(fd, "w", encoding="utf-8") as journal:
             for stored in self.files.values():
                 journal.write(json.dumps({"file": asdict(stored)}) + "\n")
-            for job in self.jobs.values():
+            for job in list(self.jobs.values()):
+                if job.deleted and self.state_of(job) not in ("PENDING", "RUNNING"):
+                    del self.jobs[job.id]  # deleted and its work done: nothing will ever read it
+                    continue
                 journal.write(json.dumps({"job": asdict(job)}) + "\n")
         os.replace(tmp, self.journal_path)
         self.record()  # the counters
@@ -444,7 +449,10 @@ class Emulated:
         self.record(job_ended={"id": job.id, **{name: getattr(job, name) for name in ending}})
 
     def delete_job(self, job: Job) -> None:
-        self.jobs.pop(job.id)
+        """Forget the job as the API's ``batches.delete`` does: the operation resource goes (get and
+        list no longer show it) but, as the reference says, delete "does not cancel the operation": a
+        pending or running job keeps its place among the live jobs until its clock ends it."""
+        job.deleted = True
         self.record(job_deleted=job.id)
 
     def progress(self, job: Job) -> tuple[int, int, int]:
@@ -474,6 +482,7 @@ class Emulated:
         return None
 
     def stats(self) -> dict[str, Any]:
+        # Deleted jobs count too: deleting does not stop their work.
         live = sum(1 for j in self.jobs.values() if self.state_of(j) in ("PENDING", "RUNNING"))
         return {
             "calls": dict(self.calls),

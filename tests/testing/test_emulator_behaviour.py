@@ -20,6 +20,9 @@ from airflow_provider_gemini.testing._app import build_app
 from airflow_provider_gemini.testing._state import Emulated
 from airflow_provider_gemini.testing.emulator import EmulatorClient, EmulatorServer
 
+# The API requires a batch's display name (see tests/testing/test_emulator_fidelity.py).
+NAMED = {"display_name": "emulator-behaviour"}
+
 
 def client_for(emulator, **options) -> genai.Client:
     return genai.Client(
@@ -48,7 +51,9 @@ def test_jobs_move_through_states_with_progress(gemini_emulator):
     gemini_emulator.freeze()
     gemini_emulator.configure(pending_seconds=10, running_seconds=100)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline([f"t{i}" for i in range(10)]))
+    job = client.batches.create(
+        model="gemini-2.5-flash", src=inline([f"t{i}" for i in range(10)]), config=NAMED
+    )
     assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_PENDING"
     gemini_emulator.advance(10 + 50)  # half way through running
     running = raw_get(gemini_emulator, job.name)["metadata"]
@@ -73,7 +78,7 @@ def test_a_frozen_clock_holds_jobs_until_advanced_and_reset_restores_real_time(g
     frozen_at = gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=30)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     created = raw_get(gemini_emulator, job.name)["metadata"]
     assert created["createTime"] == _iso(frozen_at)
     # Real time passed over the calls above; the emulator's did not.
@@ -94,7 +99,7 @@ def test_a_clock_stepped_per_get_ends_a_job_after_a_set_number_of_polls(gemini_e
     gemini_emulator.freeze(step_per_get=10)
     gemini_emulator.configure(pending_seconds=10, running_seconds=20)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     seen = [client.batches.get(name=job.name).state.name for _ in range(4)]
     assert seen == ["JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
 
@@ -102,7 +107,7 @@ def test_a_clock_stepped_per_get_ends_a_job_after_a_set_number_of_polls(gemini_e
 def test_an_advanced_running_clock_keeps_running_from_there(gemini_emulator):
     gemini_emulator.configure(running_seconds=3600)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     assert raw_get(gemini_emulator, job.name)["metadata"]["state"] == "BATCH_STATE_RUNNING"
     moved_to = gemini_emulator.advance(3600)
     assert moved_to == pytest.approx(time.time() + 3600, abs=5)
@@ -114,10 +119,10 @@ def test_an_advanced_running_clock_keeps_running_from_there(gemini_emulator):
 def test_answers_are_deterministic(gemini_emulator):
     client = client_for(gemini_emulator)
     first = client.batches.get(
-        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"])).name
+        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"]), config=NAMED).name
     )
     second = client.batches.get(
-        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"])).name
+        name=client.batches.create(model="gemini-2.5-flash", src=inline(["same"]), config=NAMED).name
     )
     assert first.dest.inlined_responses[0].response.text == second.dest.inlined_responses[0].response.text
 
@@ -153,7 +158,9 @@ def test_structured_output_conforms_to_the_schema(gemini_emulator, style):
         }
         config = {"response_mime_type": "application/json", "response_json_schema": schema}
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["a blue kettle"], config=config))
+    job = client.batches.create(
+        model="gemini-2.5-flash", src=inline(["a blue kettle"], config=config), config=NAMED
+    )
     data = json.loads(client.batches.get(name=job.name).dest.inlined_responses[0].response.text)
     assert isinstance(data["title"], str)
     assert 1 <= data["rating"] <= 5
@@ -179,7 +186,9 @@ def test_failed_requests_by_pattern_and_ratio(gemini_emulator):
         ),
         config={"mime_type": "jsonl"},
     )
-    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name).name)
+    job = client.batches.get(
+        name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED).name
+    )
     lines = [json.loads(x) for x in client.files.download(file=job.dest.file_name).decode().splitlines()]
     failed = {line["key"] for line in lines if "error" in line}
     assert failed == {"bad1", "bad2"}
@@ -189,7 +198,7 @@ def test_failed_requests_by_pattern_and_ratio(gemini_emulator):
     gemini_emulator.configure(failed_key_pattern=None, failed_request_ratio=0.5)
     job = client.batches.get(
         name=client.batches.create(
-            model="gemini-2.5-flash", src=inline(["x"] * 200, [f"r{i}" for i in range(200)])
+            model="gemini-2.5-flash", src=inline(["x"] * 200, [f"r{i}" for i in range(200)]), config=NAMED
         ).name
     )
     errors_seen = sum(1 for r in job.dest.inlined_responses if r.error)
@@ -200,7 +209,7 @@ def test_failed_requests_by_pattern_and_ratio(gemini_emulator):
 def test_configured_job_outcomes_carry_an_error(gemini_emulator, outcome):
     gemini_emulator.configure(job_outcome=outcome, job_error="quota exhausted for this model")
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     raw = raw_get(gemini_emulator, job.name)
     assert raw["metadata"]["state"] == f"BATCH_STATE_{outcome}"
     assert raw["error"]["message"] == "quota exhausted for this model"
@@ -211,7 +220,7 @@ def test_jobs_left_running_past_the_limit_expire(gemini_emulator):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=100, expire_seconds=30)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     gemini_emulator.advance(29)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
     gemini_emulator.advance(1)
@@ -221,7 +230,7 @@ def test_jobs_left_running_past_the_limit_expire(gemini_emulator):
 def test_forcing_an_outcome_on_a_live_job(gemini_emulator):
     gemini_emulator.configure(running_seconds=100)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     gemini_emulator.set_job_outcome(job.name, "FAILED", "disk on fire")
     assert raw_get(gemini_emulator, job.name)["error"]["message"] == "disk on fire"
 
@@ -231,7 +240,7 @@ def test_http_faults_then_sdk_retries_succeed(gemini_emulator):
         gemini_emulator,
         retry_options=types.HttpRetryOptions(attempts=5, initial_delay=0.01, max_delay=0.02, jitter=0),
     )
-    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    job = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     gemini_emulator.add_fault(operations=["gets"], status=503, count=3)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
     assert gemini_emulator.stats()["calls"]["gets"] == 4
@@ -278,10 +287,10 @@ def test_synthesized_file_downloads_with_its_size(gemini_emulator):
 
 def test_stats_count_calls_and_created_resources(gemini_emulator):
     client = client_for(gemini_emulator)
-    client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     gemini_emulator.add_fault(operations=["creates"], status=500, count=1)
     with pytest.raises(errors.ServerError):
-        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     stats = gemini_emulator.stats()
     assert stats["calls"]["creates"] == 2
     assert stats["jobs_created"] == 1
@@ -294,7 +303,7 @@ def test_data_dir_survives_a_restart(tmp_path):
             file=io.BytesIO(b'{"key": "a", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n'),
             config={"mime_type": "jsonl"},
         )
-        job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name)
+        job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED)
     with EmulatorServer(api_key="k", data_dir=tmp_path) as second:
         client = client_for(second)
         assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
@@ -350,7 +359,7 @@ def test_cli_prints_its_address_and_serves(tmp_path):
         control = EmulatorClient(url)
         control.configure(pending_seconds=0)
         client = genai.Client(api_key="cli-key", http_options=types.HttpOptions(base_url=url))
-        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+        client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
         assert control.stats()["jobs_created"] == 1
     finally:
         proc.terminate()
@@ -399,7 +408,7 @@ def test_a_held_create_is_acted_on_at_its_list_or_when_the_faults_are_cleared(ge
     created: list[str] = []
 
     def create() -> None:
-        created.append(client.batches.create(model="gemini-2.5-flash", src=inline(["x"])).name)
+        created.append(client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED).name)
 
     for release in ("list", "clear"):
         gemini_emulator.add_fault(operations=["creates"], hold_until_lists=1, count=1)
@@ -423,7 +432,7 @@ def test_an_account_s_history_is_finished_jobs_from_the_past_listed_after_new_on
     client = client_for(gemini_emulator)
     now = gemini_emulator.freeze()
     assert gemini_emulator.add_history(4, days=2) == 4
-    new = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]))
+    new = client.batches.create(model="gemini-2.5-flash", src=inline(["x"]), config=NAMED)
     listed = list(client.batches.list(config={"page_size": 2}))
     assert listed[0].name == new.name
     assert [job.display_name for job in listed[1:]] == ["history-3", "history-2", "history-1", "history-0"]
@@ -438,18 +447,20 @@ def test_an_unknown_model_or_one_without_batch_is_refused_as_the_api_does(gemini
     model = client.models.get(model="gemini-2.5-flash")
     assert "batchGenerateContent" in model.supported_actions
     with pytest.raises(errors.ClientError) as unknown:
-        client.batches.create(model="gemini-2.5-flsh", src=inline(["x"]))
+        client.batches.create(model="gemini-2.5-flsh", src=inline(["x"]), config=NAMED)
     assert unknown.value.code == 404
     assert "models/gemini-2.5-flsh is not found for API version v1, or is not supported for " in str(
         unknown.value
     )
     with pytest.raises(errors.ClientError) as no_batch:
-        client.batches.create(model="gemini-2.0-flash-live-001", src=inline(["x"]))
+        client.batches.create(model="gemini-2.0-flash-live-001", src=inline(["x"]), config=NAMED)
     assert "not supported for batchGenerateContent" in str(no_batch.value)
     with pytest.raises(errors.ClientError):
         client.models.get(model="gemini-2.5-flsh")
     gemini_emulator.configure(extra_models=["gemini-9-flash"])
-    assert client.batches.create(model="gemini-9-flash", src=inline(["x"])).name.startswith("batches/")
+    assert client.batches.create(model="gemini-9-flash", src=inline(["x"]), config=NAMED).name.startswith(
+        "batches/"
+    )
     assert gemini_emulator.stats()["jobs_created"] == 1
 
 
@@ -459,7 +470,7 @@ def test_an_invalid_response_schema_is_refused_whole_inline_and_per_request_in_a
     client = client_for(gemini_emulator)
     bad = {"response_mime_type": "application/json", "response_schema": {"type": "STRNG"}}
     with pytest.raises(errors.ClientError) as refused:
-        client.batches.create(model="gemini-2.5-flash", src=inline(["a"], config=bad))
+        client.batches.create(model="gemini-2.5-flash", src=inline(["a"], config=bad), config=NAMED)
     assert refused.value.code == 400
     assert "response_schema.type 'STRNG' is not a type" in str(refused.value)
     lines = [
@@ -475,7 +486,9 @@ def test_an_invalid_response_schema_is_refused_whole_inline_and_per_request_in_a
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
-    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name).name)
+    job = client.batches.get(
+        name=client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED).name
+    )
     results = [json.loads(line) for line in client.files.download(file=job.dest.file_name).splitlines()]
     by_key = {r["key"]: r for r in results}
     assert "response" in by_key["good"]

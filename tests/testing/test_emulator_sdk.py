@@ -14,6 +14,9 @@ REQUESTS = [
     {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"Describe item {i}"}]}]}} for i in range(4)
 ]
 
+# The API requires a batch's display name (see tests/testing/test_emulator_fidelity.py).
+NAMED = {"display_name": "emulator-sdk"}
+
 
 def jsonl(lines=REQUESTS) -> bytes:
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -75,7 +78,7 @@ def test_inline_batch_keeps_keys_and_order(gemini_emulator):
         {"contents": [{"parts": [{"text": f"question {i}"}], "role": "user"}], "metadata": {"key": f"q{i}"}}
         for i in range(3)
     ]
-    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=src).name)
+    job = client.batches.get(name=client.batches.create(model="gemini-2.5-flash", src=src, config=NAMED).name)
     answers = job.dest.inlined_responses
     assert [a.metadata["key"] for a in answers] == ["q0", "q1", "q2"]
     assert "question 2" in answers[2].response.text
@@ -85,7 +88,7 @@ def test_list_pages_through_every_job(gemini_emulator):
     client = client_for(gemini_emulator)
     names = {
         client.batches.create(
-            model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": str(i)}]}]}]
+            model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": str(i)}]}]}], config=NAMED
         ).name
         for i in range(7)
     }
@@ -98,7 +101,9 @@ def test_cancel_then_delete(gemini_emulator):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     client = client_for(gemini_emulator)
-    job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
+    job = client.batches.create(
+        model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}], config=NAMED
+    )
     client.batches.cancel(name=job.name)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_CANCELLED
     with pytest.raises(errors.ClientError) as info:
@@ -110,72 +115,13 @@ def test_cancel_then_delete(gemini_emulator):
     assert info.value.code == 404
 
 
-def test_embeddings_batch(gemini_emulator):
-    client = client_for(gemini_emulator)
-    src = {"inlined_requests": {"contents": [{"parts": [{"text": "alpha"}]}, {"parts": [{"text": "beta"}]}]}}
-    job = client.batches.create_embeddings(model="gemini-embedding-001", src=src)
-    job = client.batches.get(name=job.name)
-    assert job.state == types.JobState.JOB_STATE_SUCCEEDED
-    assert gemini_emulator.stats()["calls"]["embed_creates"] == 1
-    # The API sends inline embeddings under output.inlinedResponses; the SDK renames them itself.
-    vectors = [r.response.embedding.values for r in job.dest.inlined_embed_content_responses]
-    assert [len(v) for v in vectors] == [8, 8]
-    raw = httpx.get(
-        f"{gemini_emulator.url}/v1beta/{job.name}", headers={"x-goog-api-key": gemini_emulator.api_key}
-    ).json()
-    assert list(raw["metadata"]["output"]) == ["inlinedResponses"]
-    assert raw["metadata"]["@type"].endswith(".EmbedContentBatch")
-    assert (
-        "metadata" not in raw["metadata"]["output"]["inlinedResponses"]["inlinedResponses"][0]
-    )  # none invented
-
-
-def test_embeddings_honour_output_dimensionality(gemini_emulator):
-    client = client_for(gemini_emulator)
-    src = {
-        "inlined_requests": {
-            "contents": [{"parts": [{"text": "alpha"}]}],
-            "config": {"output_dimensionality": 40},
-        }
-    }
-    job = client.batches.get(
-        name=client.batches.create_embeddings(model="gemini-embedding-001", src=src).name
-    )
-    [vector] = [r.response.embedding.values for r in job.dest.inlined_embed_content_responses]
-    assert len(vector) == 40
-    assert all(-1 <= v < 1 for v in vector)
-
-
-def test_a_cancelled_job_carries_the_cancelled_error_and_file_lists_page_as_the_api_does(gemini_emulator):
-    client = client_for(gemini_emulator)
-    gemini_emulator.configure(running_seconds=60)
-    job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}])
-    client.batches.cancel(name=job.name)
-    raw = httpx.get(
-        f"{gemini_emulator.url}/v1beta/{job.name}", headers={"x-goog-api-key": gemini_emulator.api_key}
-    ).json()
-    assert (raw["error"]["code"], raw["error"]["status"]) == (1, "CANCELLED")
-    for number in range(12):
-        client.files.upload(
-            file=io.BytesIO(jsonl()), config={"mime_type": "jsonl", "display_name": f"f{number}"}
-        )
-    listing = httpx.get(
-        f"{gemini_emulator.url}/v1beta/files", headers={"x-goog-api-key": gemini_emulator.api_key}
-    )
-    assert len(listing.json()["files"]) == 10
-    assert "nextPageToken" in listing.json()
-    capped = httpx.get(
-        f"{gemini_emulator.url}/v1beta/files",
-        params={"pageSize": 1000},
-        headers={"x-goog-api-key": gemini_emulator.api_key},
-    )
-    assert len(capped.json()["files"]) == 12
+# Embeddings batches, page sizes, a cancelled job's error and delete: test_emulator_fidelity.py.
 
 
 async def test_async_sdk_full_cycle(gemini_emulator):
     aio = client_for(gemini_emulator).aio
     uploaded = await aio.files.upload(file=io.BytesIO(jsonl()), config={"mime_type": "jsonl"})
-    job = await aio.batches.create(model="gemini-2.5-flash", src=uploaded.name)
+    job = await aio.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED)
     job = await aio.batches.get(name=job.name)
     assert job.state == types.JobState.JOB_STATE_SUCCEEDED
     names = [j.name async for j in await aio.batches.list(config={"page_size": 1})]
@@ -186,7 +132,7 @@ async def test_async_sdk_full_cycle(gemini_emulator):
     gemini_emulator.freeze()
     gemini_emulator.configure(running_seconds=60)
     live = await aio.batches.create(
-        model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}]
+        model="gemini-2.5-flash", src=[{"contents": [{"parts": [{"text": "x"}]}]}], config=NAMED
     )
     await aio.batches.cancel(name=live.name)
     assert (await aio.batches.get(name=live.name)).state == types.JobState.JOB_STATE_CANCELLED
@@ -199,7 +145,7 @@ def test_base_url_with_a_path_prefix(gemini_emulator):
         http_options=types.HttpOptions(base_url=f"{gemini_emulator.url}/proxy/gemini"),
     )
     uploaded = client.files.upload(file=io.BytesIO(jsonl()), config={"mime_type": "jsonl"})
-    job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name)
+    job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED)
     assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_SUCCEEDED
 
 
@@ -209,7 +155,6 @@ def test_wrong_and_missing_api_keys_get_googles_errors(gemini_emulator):
         list(wrong.batches.list())
     assert info.value.code == 400
     assert info.value.message == "API key not valid. Please pass a valid API key."
-    import httpx
 
     missing = httpx.get(f"{gemini_emulator.url}/v1beta/batches")
     assert missing.status_code == 403
