@@ -304,18 +304,25 @@ def test_data_dir_survives_a_restart(tmp_path):
             config={"mime_type": "jsonl"},
         )
         job = client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED)
+        deleted = client.batches.create(model="gemini-2.5-flash", src=uploaded.name, config=NAMED)
+        client.batches.delete(name=deleted.name)
     with EmulatorServer(api_key="k", data_dir=tmp_path) as second:
         client = client_for(second)
         assert client.batches.get(name=job.name).state == types.JobState.JOB_STATE_RUNNING
+        with pytest.raises(errors.ClientError) as gone:  # still deleted, and still at work
+            client.batches.get(name=deleted.name)
+        assert gone.value.code == 404
+        assert second.stats()["live_jobs"] == 2
         second.advance(60)  # the job's clock was kept across the restart
+        assert second.stats()["live_jobs"] == 0
         assert client.files.get(name=uploaded.name).size_bytes == uploaded.size_bytes
         done = client.batches.get(name=job.name)
         assert done.state == types.JobState.JOB_STATE_SUCCEEDED
         assert b'"key": "a"' in client.files.download(file=done.dest.file_name)
         stats = second.stats()
-    assert stats["jobs_created"] == 1  # the counts survive the restart too
+    assert stats["jobs_created"] == 2  # the counts survive the restart too
     assert stats["files_created"] == 2  # the upload and the result file
-    assert stats["calls"]["creates"] == 1
+    assert stats["calls"]["creates"] == 2
 
 
 def test_each_change_appends_one_line_however_many_jobs_exist(tmp_path):
