@@ -18,6 +18,7 @@ def test_example_dags_parse_without_import_errors():
     assert sorted(bag.dag_ids) == [
         "gemini_batch_basic",
         "gemini_batch_cached_context",
+        "gemini_batch_embeddings",
         "gemini_batch_enrichment",
         "gemini_batch_sharded",
     ]

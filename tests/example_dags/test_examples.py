@@ -148,3 +148,32 @@ def test_enrichment_second_run_takes_only_new_rows_and_a_rerun_changes_nothing(g
     assert set(task_states(rerun).values()) == {"skipped"}  # the query found nothing new
     assert table(catalog) == after_second
     assert gemini_emulator.stats()["jobs_created"] == 2
+
+
+# -- the embeddings example: vectors back into the table, and a nearest-neighbour query on them --
+
+
+def test_embeddings_fill_the_vector_column_and_the_check_finds_neighbours(gemini_emulator, catalog):
+    with sqlite3.connect(catalog) as db:
+        db.execute("ALTER TABLE products ADD COLUMN embedding TEXT")
+    run = run_example("gemini_batch_embeddings", DAY_1)
+    assert set(task_states(run).values()) == {"success"}
+    with sqlite3.connect(catalog) as db:
+        vectors = {key: json.loads(value) for key, value in db.execute("SELECT id, embedding FROM products")}
+    assert sorted(vectors) == ["p1", "p2", "p3"]
+    assert all(len(vector) == 64 for vector in vectors.values())
+    neighbours = xcom_values("gemini_batch_embeddings", run.run_id)[("nearest_neighbours", "return_value")]
+    expected = sorted(
+        ((key, round(cosine(vectors["p1"], vectors[key]), 4)) for key in ("p2", "p3")), key=lambda kv: -kv[1]
+    )
+    assert [(n["id"], n["similarity"]) for n in neighbours] == expected  # closest first, to p1
+
+    rerun = run_example("gemini_batch_embeddings", DAY_1)  # every row has its vector: nothing to embed
+    assert set(task_states(rerun).values()) == {"skipped"}
+    assert gemini_emulator.stats()["calls"]["embed_creates"] == 1
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / (
+        sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5
+    )
