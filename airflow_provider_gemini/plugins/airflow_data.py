@@ -14,21 +14,23 @@ from typing import Any
 
 from airflow_provider_gemini.plugins.rows import Manifest, TaskInstanceRef
 
-CREATE_OPERATORS = ("GeminiBatchCreateOperator",)
-RESULTS_OPERATORS = ("GeminiBatchResultsToStorageOperator",)
+# The create operator and its subclasses (the embeddings operator, a user's own Gemini* subclass) name
+# their jobs the same way; hashing a few other Gemini tasks too costs microseconds and matches nothing.
+CREATE_OPERATOR_PATTERN = "Gemini%"
+RESULTS_OPERATORS = ("GeminiBatchResultsToStorageOperator", "GeminiBatchResultsToSqlOperator")
 # Jobs are kept by the API for weeks, not forever: older create tasks cannot name a listed job.
 LOOKBACK = timedelta(days=60)
 
 
 def create_task_instances(lookback: timedelta = LOOKBACK) -> list[TaskInstanceRef]:
-    """Task instances of our create operator started in the lookback (or not started yet)."""
+    """Task instances of our operators started in the lookback (or not started yet)."""
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
     from sqlalchemy import or_, select
 
     since = datetime.now(timezone.utc) - lookback
     query = select(TI.dag_id, TI.task_id, TI.run_id, TI.map_index).where(
-        TI.operator.in_(CREATE_OPERATORS), or_(TI.start_date >= since, TI.start_date.is_(None))
+        TI.operator.like(CREATE_OPERATOR_PATTERN), or_(TI.start_date >= since, TI.start_date.is_(None))
     )
     with create_session() as session:
         return [TaskInstanceRef(*row) for row in session.execute(query)]

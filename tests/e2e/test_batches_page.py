@@ -191,6 +191,7 @@ def test_the_page_follows_both_runs_from_the_navigation_to_their_costs(
         cost = row.locator("td.cost")
         assert float(cost.get_attribute("data-batch")) == pytest.approx(manifest["cost"]["batch"])
         assert float(cost.get_attribute("data-standard")) == pytest.approx(manifest["cost"]["standard"])
+        # The enrichment example stores one batch twice (a file and a table): two manifests, one spend.
         spent = frame.locator(f"tr.spend[data-dag-id='{dag_id}'] td[data-window='7']")
         assert float(spent.get_attribute("data-cost")) == pytest.approx(manifest["cost"]["batch"])
         link = row.locator("a.task-link")
