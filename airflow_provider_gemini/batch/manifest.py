@@ -12,6 +12,7 @@ from airflow_provider_gemini.batch.results import ResultRow
 
 SAMPLE = 20
 _ERROR = attrgetter("error")
+_VECTOR = attrgetter("embedding")
 _TOKENS = [(name, attrgetter(f"{name}_tokens")) for name in ("prompt", "output", "cached", "total")]
 
 
@@ -40,7 +41,7 @@ class ManifestBuilder:
         self.prices = prices
         self.allow_missing = allow_missing
         self.seen: set[str] = set()
-        self.rows = self.succeeded = self.failed = self.duplicates = 0
+        self.rows = self.succeeded = self.failed = self.duplicates = self.vectors = 0
         self.unexpected: list[str] = []
         self.tokens = {"prompt": 0, "output": 0, "cached": 0, "total": 0}
 
@@ -68,6 +69,7 @@ class ManifestBuilder:
         self.succeeded += len(rows) - failed
         for name, read in _TOKENS:
             self.tokens[name] += sum(map(read, rows))
+        self.vectors += len(rows) - list(map(_VECTOR, rows)).count(None)
 
     @property
     def missing_keys(self) -> list[str]:
@@ -99,7 +101,10 @@ class ManifestBuilder:
             output_tokens=self.tokens["output"],
             cached_tokens=self.tokens["cached"],
             prices=self.prices,
-        )
+        ).to_dict()
+        if self.vectors and not self.tokens["total"]:  # a cost of 0 would be a guess, not a figure
+            note = "the embedding responses carried no token counts: the cost is not known from them"
+            cost.update(batch=None, standard=None, savings=None, note=note)
         return {
             "destination": destination,
             "errors_destination": errors_destination,
@@ -115,7 +120,8 @@ class ManifestBuilder:
             "duplicates": self.duplicates,
             "bytes": bytes_written,
             "tokens": dict(self.tokens),
-            "cost": cost.to_dict(),
+            "embeddings": self.vectors,
+            "cost": cost,
         }
 
     def check(self, max_failed_request_ratio: float) -> None:

@@ -38,6 +38,8 @@ DEFAULT_PRICES: dict[str, tuple[ModelPrice, ...]] = {
     "gemini-2.5-flash": (ModelPrice(0.30, 2.50, 0.075),),
     "gemini-2.0-flash-lite": (ModelPrice(0.075, 0.30, 0.01875),),
     "gemini-2.0-flash": (ModelPrice(0.10, 0.40, 0.025),),
+    # Embeddings are billed on their input tokens only.
+    "gemini-embedding-001": (ModelPrice(0.15, 0.0),),
 }
 
 

@@ -221,7 +221,7 @@ def _row(line: _Line[Any, Any], text: bool, parse_json: bool) -> ResultRow:
             values = None if bytes(values).replace(b" ", b"") in (b"", b"[]", b"null") else values
         if not values:
             return ResultRow(str(key), None, None, prompt, output, cached, total, "no embedding values")
-        vector = values if text else None
+        vector = values if text else []  # (the passthrough counts vectors without reading them)
         return ResultRow(str(key), None, None, prompt, output, cached, total, None, None, vector)
     candidates = response.candidates
     if not candidates:  # an empty answer or a blocked prompt: a failure in every format

@@ -165,3 +165,20 @@ def test_a_retry_reattaches_to_the_embeddings_job_it_paid_for(gemini_emulator, t
     assert set(task_states(dag_run).values()) == {"success"}
     assert xcom_values("embed_retry", dag_run.run_id)[("embed", "return_value")]["reattached"] is True
     assert gemini_emulator.stats()["calls"]["embed_creates"] == 1
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "flat_jsonl", "csv", "parquet"])
+def test_every_format_counts_the_vectors_and_prices_them_only_with_token_counts(
+    gemini_emulator, tmp_path, output_format
+):
+    dag_id = f"embed_count_{output_format}"
+    embed = {"records": RECORDS, "text_field": "description", "output_dimensionality": DIMS}
+    source = pipeline(
+        dag_id, str(tmp_path / f"v.{output_format}"), embed=embed, store={"output_format": output_format}
+    )
+    dag_run = run_dag(dag_id, source)
+    manifest = xcom_values(dag_id, dag_run.run_id)[("store", "return_value")]
+    assert (manifest["embeddings"], manifest["succeeded"]) == (5, 5)
+    # The emulator's embedding responses carry no usage metadata: no cost is made up from zero tokens.
+    assert (manifest["cost"]["batch"], manifest["tokens"]["total"]) == (None, 0)
+    assert "no token counts" in manifest["cost"]["note"]
