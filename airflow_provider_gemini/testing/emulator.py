@@ -61,7 +61,8 @@ class EmulatorClient:
         self._call("POST", "reset")
 
     def stats(self) -> dict[str, Any]:
-        """Calls received per operation, and how many jobs and files were really created."""
+        """Calls received per operation, how many jobs and files were really created, and the live
+        (pending or running) jobs, deleted ones included: as on the API, deleting does not cancel."""
         return self._call("GET", "stats")
 
     def freeze(self, step_per_get: float = 0.0) -> float:
