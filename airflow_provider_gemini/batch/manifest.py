@@ -42,6 +42,7 @@ class ManifestBuilder:
         self.allow_missing = allow_missing
         self.seen: set[str] = set()
         self.rows = self.succeeded = self.failed = self.duplicates = self.vectors = 0
+        self.images = 0  # images written as objects (the storage operator counts them)
         self.unexpected: list[str] = []
         self.tokens = {"prompt": 0, "output": 0, "cached": 0, "total": 0}
 
@@ -121,6 +122,7 @@ class ManifestBuilder:
             "bytes": bytes_written,
             "tokens": dict(self.tokens),
             "embeddings": self.vectors,
+            "images": self.images,
             "cost": cost,
         }
 

@@ -59,9 +59,17 @@ class _Usage(msgspec.Struct, gc=False):
     total_token_count: int | None = None
 
 
+class _Blob(msgspec.Struct, gc=False):
+    mimeType: str | None = None
+    mime_type: str | None = None
+    data: str | None = None  # base64
+
+
 class _Part(msgspec.Struct, gc=False):
     text: str | None = None
     thought: bool | None = None
+    inlineData: _Blob | None = None  # an image the model made (responseModalities IMAGE)
+    inline_data: _Blob | None = None
 
 
 class _Content(msgspec.Struct, gc=False):
@@ -148,6 +156,7 @@ class ResultRow(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     error: str | None
     parsed: dict[str, Any] | None = None
     embedding: list[float] | None = None  # an embeddings job's vector
+    images: list[tuple[str, str]] | None = None  # (MIME type, base64 data) of each image in the answer
 
     @property
     def succeeded(self) -> bool:
@@ -234,7 +243,10 @@ def _row(line: _Line[Any, Any], text: bool, parse_json: bool) -> ResultRow:
         return ResultRow(str(key), None, finish, prompt, output, cached, total, None)
     answer = _text(candidate.content)
     parsed = parse_structured(answer) if parse_json else None
-    return ResultRow(str(key), answer, finish, prompt, output, cached, total, None, parsed)
+    parts = candidate.content.parts if candidate.content is not None else None
+    # (The usual answer, one part of text, is not searched for images: most rows, read fast.)
+    images = _images(parts) if parts and (len(parts) > 1 or parts[0].text is None) else None
+    return ResultRow(str(key), answer, finish, prompt, output, cached, total, None, parsed, None, images)
 
 
 def _text(content: _Content | None) -> str | None:
@@ -245,6 +257,15 @@ def _text(content: _Content | None) -> str | None:
         return None if part.thought else part.text
     texts = [p.text for p in content.parts if p.text is not None and not p.thought]
     return "".join(texts) if texts else None
+
+
+def _images(parts: list[_Part]) -> list[tuple[str, str]] | None:
+    images = []
+    for part in parts:
+        blob = part.inlineData or part.inline_data
+        if blob is not None and blob.data:
+            images.append((blob.mimeType or blob.mime_type or "application/octet-stream", blob.data))
+    return images or None
 
 
 def _error_text(error: _Status | str) -> str:

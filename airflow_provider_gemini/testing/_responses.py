@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import struct
+import zlib
 from typing import Any
 
 from airflow_provider_gemini.batch.wire import field
@@ -59,14 +62,36 @@ def generate_content_response(
     }
     if cached_tokens:
         usage["cachedContentTokenCount"] = cached_tokens
+    parts: list[dict[str, Any]] = [{"text": text}]
+    modalities = field(config, "responseModalities", "response_modalities") or []
+    if "IMAGE" in [str(m).upper() for m in modalities]:  # an image made for the prompt, after its text
+        parts.append(
+            {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png(prompt)).decode()}}
+        )
     return {
-        "candidates": [
-            {"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}
-        ],
+        "candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
         "usageMetadata": usage,
         "modelVersion": model.removeprefix("models/"),
         "responseId": f"emu-{_digest(prompt + model) % 10**12:012d}",
     }
+
+
+def png(prompt: str, size: int = 4) -> bytes:
+    """A small valid PNG whose colour depends on the prompt (an image answer, deterministic)."""
+    seed = _digest(prompt)
+    pixel = bytes([seed % 256, seed // 256 % 256, seed // 65536 % 256])
+    raw = b"".join(b"\x00" + pixel * size for _ in range(size))  # each row: filter byte, RGB pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def value_for_schema(schema: dict[str, Any], prompt: str, path: str) -> Any:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 Records = dict[str, dict[str, Any]]
 _HAS_VECTOR = attrgetter("embedding")
+_HAS_IMAGES = attrgetter("images")
 # Called with each block of result lines and its decoded rows; the record fields of each row (None:
 # no parsed answer and no join asked for, so rows carry only the base columns).
 BlockSink = Callable[[bytes, Sequence[ResultRow], Sequence[dict[str, Any]] | None], None]
@@ -187,8 +188,8 @@ class ResultsTransfer(BaseOperator):
                 builder.add_rows(rows)
                 if failures is not None and (failed := [row for row in rows if row.error is not None]):
                     failures.write_rows(failed)
-                # Rows carry fields beyond the base columns: parsed or joined ones, or embeddings' vectors.
-                with_fields = text and (extras or any(map(_HAS_VECTOR, rows)))
+                # Rows carry fields beyond the base columns: parsed or joined ones, vectors, images.
+                with_fields = text and (extras or any(map(_HAS_VECTOR, rows)) or any(map(_HAS_IMAGES, rows)))
                 sink(block, rows, [self._fields(row, records) for row in rows] if with_fields else None)
             if failures is not None:
                 failures.close()

@@ -254,6 +254,8 @@ def _arrow_type(pa: Any, name: str, sample: list[Any]) -> Any:
         # Vectors (an embeddings job's): a fixed-size list of float32 when they all have one length.
         lengths = {len(v) for v in values}
         return pa.list_(pa.float32(), lengths.pop()) if len(lengths) == 1 else pa.list_(pa.float32())
+    if values and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in values):
+        return pa.list_(pa.string())  # e.g. the paths of an answer's images
     if values and all(isinstance(v, bool) for v in values):
         return pa.bool_()
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):

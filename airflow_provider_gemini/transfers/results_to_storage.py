@@ -9,6 +9,7 @@ from airflow_provider_gemini.batch.overlap import write_behind
 from airflow_provider_gemini.batch.results import COLUMN_TYPES, ResultRow
 from airflow_provider_gemini.lineage import never_fails
 from airflow_provider_gemini.storage import atomic_sink, check_writable, storage_path, uri
+from airflow_provider_gemini.transfers._images import ImageFiles
 from airflow_provider_gemini.transfers._results import ResultsTransfer
 from airflow_provider_gemini.transfers._writers import FORMATS, writer_for
 
@@ -84,6 +85,8 @@ class GeminiBatchResultsToStorageOperator(ResultsTransfer):
         job = self._succeeded_job()
         records = self._join_records()
         raw = self.output_format == "jsonl"
+        # Images of the answers become objects beside the rows (``jsonl`` keeps them in its lines).
+        images = ImageFiles(destination)
         # The destination is written in a thread: the disk overlaps the decoding.
         with atomic_sink(destination) as sink, write_behind(sink.write) as put:
             writer = writer_for(self.output_format, _WrittenBehind(put), self._known_columns(records))
@@ -91,11 +94,20 @@ class GeminiBatchResultsToStorageOperator(ResultsTransfer):
             def write(block: bytes, rows: Sequence[ResultRow], extras: Any) -> None:
                 if raw:
                     writer.write_block(block)
-                else:
-                    writer.write_rows(rows, extras)
+                    return
+                for row, fields in zip(rows, extras or (), strict=False):
+                    if row.images:
+                        fields["images"] = images.write(row.key, row.images)
+                writer.write_rows(rows, extras)
 
-            builder = self._transfer(context, job, records, text=not raw, sink=write)
-            writer.close()
+            try:
+                builder = self._transfer(context, job, records, text=not raw, sink=write)
+                writer.close()
+                builder.images = images.count
+                images.publish()  # before the rows that name them are moved into place
+            except BaseException:
+                images.discard()
+                raise
         self._columns = getattr(writer, "columns", None)  # the flat formats' columns, for lineage
         manifest = self._finish(
             context, job, builder, destination=uri(destination), bytes_written=int(writer.bytes_written)
