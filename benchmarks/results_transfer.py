@@ -19,7 +19,8 @@ run (a lucky or a disturbed run moves neither; bests are printed beside):
 One-off imports (httpx, the SDK, pyarrow) are paid before the clock starts, for every writer. Prints
 figures side by side, each format's throughput as a share of the stdlib copy's, and the targets
 (jsonl >= 70%, the flat formats >= 35%, peak RSS (the highest of the rounds) < 300 MB and flat with
-size); asserts nothing.
+size); then the same for an embeddings job's results (``--embedding-mb``, 768 dimensions: a vector
+column, Parquet's a fixed-size list of float32); asserts nothing.
 
     .venv/bin/python benchmarks/results_transfer.py [--sizes-mb 100 1000] [--rounds 5] [--writers stdlib ...]
 """
@@ -143,6 +144,24 @@ def child(writer: str, url: str, batch: str, out_dir: str, env: dict[str, str]) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def embedding_rows(
+    url: str, out_dir: str, env: dict[str, str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The stdlib copy and every format, on an embeddings job's result file (vectors, no text)."""
+    from airflow_provider_gemini.testing.emulator import EmulatorClient
+
+    batch = EmulatorClient(url).synthesize_job(
+        args.embedding_mb * MB, model="gemini-embedding-001", embedding_dimensions=args.embedding_dimensions
+    )
+    writers = ("stdlib", *OPERATOR_WRITERS)
+    child("stdlib", url, batch, out_dir, env)  # warms the page cache; not counted
+    runs: dict[str, list[dict[str, float]]] = {writer: [] for writer in writers}
+    for _ in range(args.rounds):
+        for writer in writers:
+            runs[writer].append(child(writer, url, batch, out_dir, env))
+    return [summary(args.embedding_mb, writer, runs[writer]) for writer in writers]
+
+
 def summary(size: int, writer: str, runs: list[dict[str, float]]) -> dict[str, Any]:
     """A writer's rounds in one row: best and median speeds, the highest memory."""
     return {
@@ -163,6 +182,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--writers", nargs="+", choices=WRITERS, default=list(DEFAULT_WRITERS))
     parser.add_argument("--child", nargs=4, metavar=("WRITER", "URL", "BATCH", "DIR"))
+    parser.add_argument(
+        "--embedding-mb", type=int, default=1000, help="an embeddings job's results (0: none)"
+    )
+    parser.add_argument("--embedding-dimensions", type=int, default=768)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run(*args.child)))
@@ -181,6 +204,8 @@ def main() -> None:
                 for writer in args.writers:
                     runs[writer].append(child(writer, url, batch, out_dir, env))
             rows += [summary(size, writer, runs[writer]) for writer in args.writers]
+        if args.embedding_mb:
+            vectors = embedding_rows(url, out_dir, env, args)
 
     print(
         f"\n{'results':>8} {'writer':<11}{'written MB':>11}{'best MB/s':>10}{'median MB/s':>12}"
@@ -208,6 +233,19 @@ def main() -> None:
             verdict = "met" if share >= target else "MISSED"
             figures = f"{share:>5.0%} (>= {target:.0%}): {verdict:<7}best {best:.0%}"
             print(f"  {size:>5} MB {writer:<11}{figures}")
+    if args.embedding_mb:
+        print(
+            f"\nan embeddings job's results ({args.embedding_mb} MB, {args.embedding_dimensions} dimensions, "
+            f"median of {args.rounds} runs), beside the stdlib copy of the same bytes; peak RSS < 300 MB:"
+        )
+        copy = next(r for r in vectors if r["writer"] == "stdlib")
+        for r in vectors:
+            share = r["median"] / copy["median"]
+            verdict = "" if r["writer"] == "stdlib" else ("met" if r["peak_rss_mb"] < 300 else "MISSED")
+            print(
+                f"  {r['writer']:<11}{r['median']:>7.0f} MB/s ({share:>4.0%} of the copy)"
+                f"{r['peak_rss_mb']:>7.0f} MB peak RSS  {verdict}"
+            )
     print("\npeak RSS (< 300 MB, and within 50 MB from the smallest size to the largest):")
     for writer in TARGETS:
         if (large, writer) not in by:

@@ -761,11 +761,13 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
         return JSONResponse(stored.resource(emu.url_for(request)))
     if action == "batches:synthesize" and method == "POST":
         raw = await request.json()
+        kind = "embed" if raw.get("kind") == "embed" else "generate"
+        dims = int(raw.get("dimensions", 768)) if kind == "embed" else None
         stored = await asyncio.to_thread(
-            synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000))
+            synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000)), dims
         )
         synthetic = state.new_job(
-            kind="generate",
+            kind=kind,
             model=f"models/{raw.get('model', 'gemini-2.5-flash')}",
             display_name=raw.get("display_name", "synthesized"),
             items=None,
@@ -827,14 +829,21 @@ def job_page(resource: dict[str, Any]) -> str:
     return f"<!doctype html><title>{title}</title><h1>{title}</h1><table>{cells}</table>"
 
 
-def synthesize(state: Emulated, size_bytes: int, line_bytes: int):
-    """A result-shaped JSONL file of at least ``size_bytes``, written fast from one rendered block."""
-    filler = "x" * max(1, line_bytes - 200)
-    template = (
-        '{"key": "k%010d", "response": {"candidates": [{"content": {"parts": [{"text": "' + filler + '"}], '
-        '"role": "model"}, "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 10, '
-        '"candidatesTokenCount": 20, "totalTokenCount": 30}}}\n'
-    )
+def synthesize(state: Emulated, size_bytes: int, line_bytes: int, dimensions: int | None = None):
+    """A result-shaped JSONL file of at least ``size_bytes``, written fast from one rendered block:
+    text answers of about ``line_bytes`` each, or (``dimensions``) embeddings of that length."""
+    if dimensions:
+        vector = ", ".join(f"{value:.9f}" for value in _responses.embedding("synthesized", dimensions))
+        template = '{"key": "k%010d", "response": {"embedding": {"values": [' + vector + "]}}}\n"
+    else:
+        filler = "x" * max(1, line_bytes - 200)
+        template = (
+            '{"key": "k%010d", "response": {"candidates": [{"content": {"parts": [{"text": "'
+            + filler
+            + '"}], '
+            '"role": "model"}, "finishReason": "STOP", "index": 0}], '
+            '"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20, "totalTokenCount": 30}}}\n'
+        )
     fd, path = tempfile.mkstemp(dir=state.data_dir, prefix=".synth-")
     written = index = 0
     with os.fdopen(fd, "wb") as sink:

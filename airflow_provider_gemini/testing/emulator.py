@@ -115,9 +115,18 @@ class EmulatorClient:
         body = {"size_bytes": size_bytes, "line_bytes": line_bytes}
         return self._call("POST", "files:synthesize", body)["name"]
 
-    def synthesize_job(self, size_bytes: int, line_bytes: int = 1000, model: str = "gemini-2.5-flash") -> str:
-        """A SUCCEEDED job whose result file is synthesized (``size_bytes``); returns ``batches/...``."""
-        body = {"size_bytes": size_bytes, "line_bytes": line_bytes, "model": model}
+    def synthesize_job(
+        self,
+        size_bytes: int,
+        line_bytes: int = 1000,
+        model: str = "gemini-2.5-flash",
+        embedding_dimensions: int | None = None,
+    ) -> str:
+        """A SUCCEEDED job whose result file is synthesized (``size_bytes``): text answers, or with
+        ``embedding_dimensions`` an embeddings job's vectors; returns ``batches/...``."""
+        body: dict[str, Any] = {"size_bytes": size_bytes, "line_bytes": line_bytes, "model": model}
+        if embedding_dimensions:
+            body.update(kind="embed", dimensions=embedding_dimensions)
         return self._call("POST", "batches:synthesize", body)["name"]
 
 
