@@ -45,3 +45,42 @@ def test_the_examples_dated_paths_render_for_scheduled_and_manual_runs(logical_d
         )
         assert expected in rendered, template
     assert "{{ ds }}" not in README.read_text()
+
+
+@pytest.mark.parametrize(
+    "operator",
+    [
+        "airflow_provider_gemini.operators.batch.GeminiBatchCreateOperator",
+        "airflow_provider_gemini.operators.embed.GeminiBatchEmbedOperator",
+        "airflow_provider_gemini.sensors.batch.GeminiBatchSensor",
+        "airflow_provider_gemini.transfers.results_to_storage.GeminiBatchResultsToStorageOperator",
+        "airflow_provider_gemini.transfers.results_to_sql.GeminiBatchResultsToSqlOperator",
+    ],
+)
+def test_every_parameter_of_every_operator_is_in_its_reference_section(operator):
+    import importlib
+
+    module, name = operator.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    section = README.read_text().split(f"### `{name}`", 1)[1].split("\n### ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", section))
+    # The class's own parameters and its bases' down to a base with a section of its own (whose
+    # parameters that section documents: the embeddings operator refers to the create operator's).
+    text = README.read_text()
+    names: set[str] = set()
+    for base in cls.__mro__:
+        if (base is not cls and f"### `{base.__name__}`" in text) or not base.__module__.startswith(
+            "airflow_"
+        ):
+            break
+        names.update(_params(base))
+    missing = sorted(names - documented)
+    assert not missing, f"{name}: not in the README's reference section: {missing}"
+
+
+def _params(cls: type) -> list[str]:
+    import inspect
+
+    if "__init__" not in vars(cls):
+        return []
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
