@@ -83,29 +83,48 @@ def test_our_embeddings_come_back_one_vector_per_key_joined_to_the_input(
     assert (stats["calls"]["embed_creates"], stats["calls"]["uploads"]) == (1, int(input_mode == "file"))
 
 
-def test_a_job_the_sdk_made_is_stored_with_its_vectors(gemini_emulator, tmp_path):
+@pytest.mark.parametrize("output_format", ["parquet", "csv", "flat_jsonl"])
+@pytest.mark.parametrize("source", ["inline", "file"])
+def test_a_job_the_sdk_made_is_stored_with_its_vectors(gemini_emulator, tmp_path, source, output_format):
     from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 
     client = genai.Client(api_key=gemini_emulator.api_key, http_options={"base_url": gemini_emulator.url})
-    src = {
-        "inlined_requests": {
-            "contents": [{"parts": [{"text": text}]} for text in ("alpha", "beta", "gamma")],
-            "config": {"output_dimensionality": DIMS},
-        }
-    }
+    if source == "inline":  # the SDK sends no keys: each answer is named after its place
+        contents = [{"parts": [{"text": r["description"]}]} for r in RECORDS]
+        src: dict = {"inlined_requests": {"contents": contents, "config": {"output_dimensionality": DIMS}}}
+        join = [{**r, "id": f"request-{n:06d}"} for n, r in enumerate(RECORDS, start=1)]
+    else:  # a file of keyed EmbedContentRequests, as the batch API takes them
+        path = tmp_path / "requests.jsonl"
+        lines = [
+            {
+                "key": str(r["id"]),
+                "request": {"content": {"parts": [{"text": r["description"]}]}, "outputDimensionality": DIMS},
+            }
+            for r in RECORDS
+        ]
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        uploaded = client.files.upload(
+            file=str(path), config={"mime_type": "jsonl", "display_name": "vectors"}
+        )
+        src = {"file_name": uploaded.name}
+        join = RECORDS
     job = client.batches.create_embeddings(
         model="gemini-embedding-001", src=src, config={"display_name": "made-by-the-sdk"}
     )
-    destination = tmp_path / "sdk.parquet"
+    destination = tmp_path / f"sdk.{output_format}"
     store = GeminiBatchResultsToStorageOperator(
-        task_id="store", batch_name=job.name, destination=str(destination), output_format="parquet"
+        task_id="store",
+        batch_name=job.name,
+        destination=str(destination),
+        output_format=output_format,
+        join_input=join,
     )
     manifest = store.execute({})
-    rows = read_rows(destination, "parquet")
-    # The SDK sends no keys: each answer is named after its place, as the API returns them.
-    assert [r["key"] for r in rows] == ["request-000001", "request-000002", "request-000003"]
+    rows = sorted(read_rows(destination, output_format), key=lambda r: r["key"])
+    assert [r["key"] for r in rows] == sorted(str(r["id"]) for r in join)
+    assert [r["name"] for r in rows] == [r["name"] for r in sorted(join, key=lambda r: str(r["id"]))]
     assert all(len(r["embedding"]) == DIMS for r in rows)
-    assert manifest["succeeded"] == 3
+    assert (manifest["succeeded"], manifest["embeddings"]) == (5, 5)
 
 
 def test_a_generation_request_in_an_embeddings_file_fails_before_anything_is_paid(

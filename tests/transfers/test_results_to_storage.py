@@ -172,12 +172,15 @@ op.execute({})
 """
 
 
+@pytest.mark.parametrize("images", [False, True], ids=["rows", "rows and images"])
 def test_a_transfer_killed_mid_stream_leaves_nothing_and_its_retry_exactly_the_file(
-    gemini_emulator, tmp_path
+    gemini_emulator, tmp_path, images
 ):
+    # With images, each answer carries one (responseModalities IMAGE): written beside the rows.
+    config = {"generationConfig": {"responseModalities": ["TEXT", "IMAGE"]}} if images else {}
     lines = b"".join(
         json.dumps(
-            {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"item {i} " * 20}]}]}}
+            {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"item {i} " * 20}]}], **config}}
         ).encode()
         + b"\n"
         for i in range(3000)
@@ -199,14 +202,21 @@ def test_a_transfer_killed_mid_stream_leaves_nothing_and_its_retry_exactly_the_f
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
     assert not destination.exists()
+    assert not (tmp_path / "out").exists()  # no image either: they wait, hidden, for their rows
 
     from airflow_provider_gemini.transfers.results_to_storage import GeminiBatchResultsToStorageOperator
 
     retry = GeminiBatchResultsToStorageOperator(
         task_id="t", batch_name=job.name, destination=str(destination), output_format="parquet"
     )
-    assert retry.execute({})["succeeded"] == 3000
-    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # the killed try's part is gone
+    manifest = retry.execute({})
+    assert (manifest["succeeded"], manifest["images"]) == (3000, 3000 if images else 0)
+    # The killed try's hidden parts are gone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["out", "out.parquet"] if images else ["out.parquet"]
+    )
+    if images:
+        assert len(list((tmp_path / "out" / "images").iterdir())) == 3000
 
 
 def test_static_destination_is_an_asset_with_an_event(gemini_emulator, tmp_path):
