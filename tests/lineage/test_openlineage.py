@@ -4,13 +4,15 @@ file transport): the datasets named by the spec, and the ``geminiBatch`` run fac
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 
 import pytest
 
 from tests.airflow_helpers import run_dag, task_states, xcom_values
-from tests.example_dags.test_examples import DAY_1, catalog, run_example  # noqa: F401 (a fixture)
+from tests.example_dags.test_examples import DAY_1, EXAMPLES, catalog, run_example  # noqa: F401 (a fixture)
 from tests.lifecycle.dag_sources import create_and_wait
 
 pytest.importorskip("airflow.providers.openlineage")
@@ -124,3 +126,35 @@ def test_without_the_openlineage_provider_the_operators_import_and_build_nothing
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "None"  # no lineage, no error: the task is not affected
+
+
+WITHOUT_OPENLINEAGE = """
+import sys
+# As if the OpenLineage client and the provider's lineage modules were not installed (the provider's
+# info stays: Airflow's provider discovery reads the installed distribution).
+for name in ("extractors", "sqlparser"):
+    sys.modules["airflow.providers.openlineage." + name] = None
+sys.modules["openlineage"] = None
+from airflow.__main__ import main
+sys.argv = ["airflow", "dags", "test", "gemini_batch_enrichment", "2026-11-24"]
+main()
+"""
+
+
+def test_without_the_openlineage_provider_the_enrichment_example_runs_and_imports_none_of_it(
+    gemini_emulator,
+    catalog,  # noqa: F811 (the fixture imported above)
+    tmp_path,
+):
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(EXAMPLES),
+        "AIRFLOW__OPENLINEAGE__DISABLED": "False",  # lineage wanted, but not installed
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_OPENLINEAGE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "lineage could not be built" not in done.stdout + done.stderr  # no lineage, and no warning
+    with sqlite3.connect(catalog) as db:
+        assert db.execute("SELECT count(*) FROM products WHERE headline IS NOT NULL").fetchone() == (3,)
