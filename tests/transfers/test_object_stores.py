@@ -84,3 +84,26 @@ def test_a_missing_bucket_fails_before_any_result_is_read_naming_the_path(gemini
     assert f"cannot write to {destination}" in captured.out + captured.err
     stats = gemini_emulator.stats()
     assert (stats["jobs_created"], stats["calls"]["downloads"]) == (1, 0)
+
+
+def test_images_go_beside_the_rows_on_s3(gemini_emulator, moto_s3, s3_bucket):
+    destination = f"s3://{s3_bucket}/posters/run.parquet"
+    create = {
+        "records": RECORDS,
+        "prompt_template": "Draw {name}.",
+        "generation_config": {"response_modalities": ["TEXT", "IMAGE"]},
+    }
+    store = {"output_format": "parquet", "destination_conn_id": "aws_default"}
+    dag_run = run_dag("s3_images", pipeline("s3_images", destination, store=store, create=create))
+    assert task_states(dag_run)["store"] == "success"
+    objects = s3_objects(moto_s3, s3_bucket)
+    images = sorted(key for key in objects if key.startswith("posters/run/images/"))
+    assert images == [f"posters/run/images/p{i}-1.png" for i in range(1, 7)]
+    assert all(objects[key].startswith(b"\x89PNG") for key in images)
+    assert sorted(set(objects) - set(images)) == ["posters/run.parquet"]  # nothing hidden left behind
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(io.BytesIO(objects["posters/run.parquet"])).to_pylist()
+    assert sorted(path for row in rows for path in row["images"]) == [
+        f"s3://{s3_bucket}/{key}" for key in images
+    ]
