@@ -201,3 +201,23 @@ def test_every_format_counts_the_vectors_and_prices_them_only_with_token_counts(
     # The emulator's embedding responses carry no usage metadata: no cost is made up from zero tokens.
     assert (manifest["cost"]["batch"], manifest["tokens"]["total"]) == (None, 0)
     assert "no token counts" in manifest["cost"]["note"]
+
+
+@pytest.mark.parametrize("given", ["requests", "input_path"])
+def test_embeddings_from_requests_or_a_file_of_them(gemini_emulator, tmp_path, given):
+    requests = [{"key": f"d{i}", "request": {"content": {"parts": [{"text": f"doc {i}"}]}}} for i in range(3)]
+    if given == "input_path":
+        path = tmp_path / "requests.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in requests))
+        embed: dict = {"input_path": str(path), "output_dimensionality": DIMS}
+    else:
+        embed = {"requests": requests, "output_dimensionality": DIMS}
+    dag_id = f"embed_from_{given}"
+    destination = tmp_path / "v.parquet"
+    dag_run = run_dag(
+        dag_id, pipeline(dag_id, str(destination), embed=embed, store={"output_format": "parquet"})
+    )
+    assert set(task_states(dag_run).values()) == {"success"}
+    rows = read_rows(destination, "parquet")
+    assert sorted(r["key"] for r in rows) == ["d0", "d1", "d2"]
+    assert all(len(r["embedding"]) == DIMS for r in rows)  # the operator's length, merged into each request
