@@ -20,9 +20,9 @@ import pytest
 
 from airflow_provider_gemini.plugins.gemini_batches import URL_PREFIX, URL_ROUTE
 from airflow_provider_gemini.testing.emulator import EmulatorClient
-from tests.e2e.conftest import remember_artifact, running
+from tests.e2e.conftest import running
 from tests.e2e.stack import API_KEY, PASSWORD, ROOT, USERNAME, AirflowStack, wait_until
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, shoot, sign_in
 from tests.ui.auth_manager import DENIED_DAG, DENIED_USER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -117,20 +117,9 @@ def page(browser: Any, airflow: PageStack, bodies: list[str]) -> Iterator[Any]:
                 bodies.append(response.text())
 
     page.on("response", record)
-    page.goto(f"{airflow.url}/")
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{airflow.url}/")
+    sign_in(page, airflow.url)
     yield page
     context.close()
-
-
-def shoot(page: Any, artifacts: Path, name: str) -> None:
-    path = artifacts / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    remember_artifact(path)
-    print(f"screenshot: {path.relative_to(ROOT)}")
 
 
 def open_from_navigation(page: Any, airflow: PageStack) -> Any:

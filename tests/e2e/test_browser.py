@@ -44,19 +44,26 @@ def page(browser: Any, stack: AirflowStack) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    page.goto(f"{stack.url}/")
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{stack.url}/")
+    sign_in(page, stack.url)
     yield page
     context.close()
 
 
+def sign_in(page: Any, url: str) -> None:
+    """Through the UI's login form, as the admin user."""
+    page.goto(f"{url}/")
+    page.get_by_label("Username").fill(USERNAME)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/")
+
+
 def shoot(page: Any, artifacts: Path, name: str) -> None:
+    """A full-page screenshot, kept as an artifact of the run; its path is printed."""
     path = artifacts / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     remember_artifact(path)
+    print(f"screenshot: {path}")
 
 
 def test_the_create_task_shows_the_gemini_batch_job_link(
