@@ -176,6 +176,7 @@ class EmbedOptions:
     task_type: str | None = None
     title: str | None = None
     output_dimensionality: int | None = None
+    _wire: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     embeddings = True
 
     def __post_init__(self) -> None:
@@ -191,15 +192,9 @@ class EmbedOptions:
                 f"output_dimensionality must be a positive integer, not {dims!r}",
                 source="output_dimensionality",
             )
-
-    @property
-    def _wire(self) -> dict[str, Any]:
-        fields = {
-            "taskType": self.task_type,
-            "title": self.title,
-            "outputDimensionality": self.output_dimensionality,
-        }
-        return {name: value for name, value in fields.items() if value is not None}
+        wire = {"taskType": self.task_type, "title": self.title, "outputDimensionality": dims}
+        # Built once: ``apply`` runs for every request.
+        object.__setattr__(self, "_wire", {name: value for name, value in wire.items() if value is not None})
 
     @property
     def active(self) -> bool:

@@ -22,7 +22,7 @@ from airflow_provider_gemini.plugins.gemini_batches import URL_PREFIX, URL_ROUTE
 from airflow_provider_gemini.testing.emulator import EmulatorClient
 from tests.e2e.conftest import running
 from tests.e2e.stack import API_KEY, PASSWORD, ROOT, USERNAME, AirflowStack, wait_until
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, shoot, sign_in
+from tests.e2e.test_browser import shoot, sign_in
 from tests.ui.auth_manager import DENIED_DAG, DENIED_USER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -82,17 +82,6 @@ def runs(airflow: PageStack) -> dict[str, str]:
         state = airflow.wait_for_task(dag_id, run_id, "wait", {"deferred", "failed", "upstream_failed"})
         assert state == "deferred", airflow.task_states(dag_id, run_id)
     return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Chromium is missing: `make test` installs the Debian package chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,28 +14,6 @@ from tests.e2e.conftest import DAG_ID, remember_artifact
 from tests.e2e.stack import PASSWORD, USERNAME, AirflowStack
 
 pytestmark = pytest.mark.timeout(600)
-CHROMIUM = Path("/usr/bin/chromium")
-# Chromium inside a closed network: no background calls to Google's hosts, no sandbox as root.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), "Chromium is missing: `make test` installs the Debian package chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
