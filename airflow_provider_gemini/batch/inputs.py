@@ -7,6 +7,7 @@ normalised, to a local JSONL file while its fingerprint is computed. Any problem
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -479,7 +480,7 @@ class _FinalLine(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 _final_lines = msgspec.json.Decoder(list[tuple[_FinalLine]])
 _key_only = msgspec.json.Decoder(_KeyOnly)
 _encode = msgspec.json.Encoder().encode
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 256 * 1024  # small enough that each step over a block stays in the CPU's cache
 FLUSH_BYTES = 1024 * 1024  # single lines are handed to the writing thread in runs of this size
 
 
@@ -495,9 +496,15 @@ def _final_keys(block: bytes) -> list[str] | None:
     return keys if all(key.strip() for key in keys) else None
 
 
-def _is_utf8(data: bytes) -> bool:
+def _is_utf8(data: bytes, slice_bytes: int = 16 * 1024) -> bool:
+    """Whether ``data`` is valid UTF-8. Decoded in slices whose text (up to 4 bytes a character)
+    stays in the CPU's cache: about twice as fast as one decode of the whole (benchmarks/prepare_input.py)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        data.decode("utf-8")
+        for start in range(0, len(data), slice_bytes):
+            decoder.decode(view[start : start + slice_bytes])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     return True
@@ -505,16 +512,16 @@ def _is_utf8(data: bytes) -> bool:
 
 def _line_blocks(handle: IO[bytes], block_bytes: int) -> Iterator[bytes]:
     """The file in blocks of whole lines, each ending with ``\\n`` (added to a last line without)."""
-    rest = b""
+    rest: list[bytes] = []  # the start of a line that is longer than a block, joined once
     while chunk := handle.read(block_bytes):
         cut = chunk.rfind(b"\n") + 1
         if not cut:
-            rest += chunk
+            rest.append(chunk)
             continue
-        yield rest + chunk[:cut]
-        rest = chunk[cut:]
-    if rest:
-        yield rest + b"\n"
+        yield b"".join([*rest, chunk[:cut]])
+        rest = [chunk[cut:]]
+    if last := b"".join(rest):
+        yield last + b"\n"
 
 
 def prepare_from_file(

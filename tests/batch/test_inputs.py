@@ -129,6 +129,15 @@ def test_a_block_of_final_lines_is_checked_in_one_decode(tmp_path, monkeypatch):
         prepare([line("k1"), b'{"key": 1, "request": {"contents": [{"parts": [{"text": "x"}]}]}}'], tmp_path)
 
 
+@pytest.mark.parametrize("slice_bytes", [1, 2, 3, 5, 16 * 1024])
+def test_utf8_is_checked_across_slice_boundaries(slice_bytes):
+    text = "caf\u00e9 \u6771\u4eac \U0001f69a ok".encode()
+    assert inputs._is_utf8(text, slice_bytes)
+    assert not inputs._is_utf8(text[:-4], slice_bytes)  # a character cut at the end
+    assert not inputs._is_utf8(text.replace(b"\xc3", b"\xff"), slice_bytes)
+    assert not inputs._is_utf8("\ud800".encode("utf-8", "surrogatepass"), slice_bytes)
+
+
 def test_oversize_is_refused_as_soon_as_the_limit_is_crossed(tmp_path, monkeypatch):
     monkeypatch.setattr(inputs, "MAX_FILE_BYTES", 500)
     handle = io.BytesIO(b"\n".join(line(f"k{i}") for i in range(1000)))
