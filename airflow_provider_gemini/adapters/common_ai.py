@@ -124,12 +124,8 @@ class GeminiBatchAdapter(BatchAdapter):
     def __init__(
         self, *, api_key: str | None = None, base_url: str | None = None, client: Any | None = None
     ) -> None:
-        if isinstance(client, GeminiHook):
-            self.hook = client
-        else:
-            # No connection id reaches an adapter, only these two fields.
-            self.hook = GeminiHook.for_key(api_key, base_url)
-        self._client = None
+        # No connection id reaches an adapter, only these two fields.
+        self.hook = client if isinstance(client, GeminiHook) else GeminiHook.for_key(api_key, base_url)
 
     def close(self) -> None:
         """Close the SDK client if one was built (the hook builds it on first use)."""
@@ -375,12 +371,7 @@ class GeminiBatchAdapter(BatchAdapter):
                 usage={"input_tokens": row.prompt_tokens, "output_tokens": row.output_tokens},
                 finish_reason=row.finish_reason,
                 error=(
-                    {
-                        "type": "provider_error",
-                        "message": row.error,
-                        "provider_code": None,
-                        "stage": "provider",
-                    }
+                    dict(type="provider_error", message=row.error, provider_code=None, stage="provider")
                     if failed
                     else None
                 ),

@@ -19,6 +19,12 @@ class GeminiApiError(GeminiBatchError):
         self.code = code
         self.status = status
 
+    @classmethod
+    def answered(cls, what: str, code: int | None, status: str | None, message: object) -> GeminiApiError:
+        """The API's error answer to ``what`` (``get batches/x``) as a finished sentence."""
+        text = f"Gemini API error {code} {status or ''} on {what}: {message}"
+        return cls(text.replace("  ", " "), code=code, status=status)
+
 
 class BatchInputError(GeminiBatchError, ValueError):
     """The batch input is invalid; raised before anything is uploaded or paid for."""
@@ -82,12 +88,10 @@ def is_transient(error: BaseException) -> bool:
     The one classifier for every wait (``batch.polling``) and for resuming result downloads. A refused
     certificate is not transient: it will be refused again.
     """
-    if isinstance(error, GeminiApiError):
+    if isinstance(error, (GeminiApiError, urllib.error.HTTPError)):
         return error.code in TRANSIENT_HTTP_CODES
     if isinstance(error, ssl.SSLCertVerificationError):
         return False
-    if isinstance(error, urllib.error.HTTPError):
-        return error.code in TRANSIENT_HTTP_CODES
     if isinstance(error, urllib.error.URLError):
         # urllib wraps what went wrong reaching the host (refused, reset, DNS, TLS) in ``reason``.
         return not isinstance(error.reason, ssl.SSLCertVerificationError)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_gemini.batch.errors import GeminiBatchError
@@ -21,7 +21,7 @@ class BatchEventError(GeminiBatchError, ValueError):
     """A trigger event that is not one this provider fires (a bad status or a missing field)."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BatchEvent:
     """What a wait for a batch job ended with.
 
@@ -37,12 +37,7 @@ class BatchEvent:
     job: dict[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "batch_name": self.batch_name,
-            "message": self.message,
-            "job": self.job,
-        }
+        return {**dataclasses.asdict(self), "status": self.status.value}
 
     @classmethod
     def from_payload(cls, payload: Any) -> BatchEvent:
@@ -69,5 +64,4 @@ class BatchEvent:
             raise BatchEventError(
                 f"Gemini batch trigger event says {batch_name} succeeded but carries no job"
             )
-        message = payload.get("message")
-        return cls(status=parsed, batch_name=batch_name, message=str(message or ""), job=job)
+        return cls(status=parsed, batch_name=batch_name, message=str(payload.get("message") or ""), job=job)

@@ -14,6 +14,7 @@ import re
 import string
 import tempfile
 from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import IO, Annotated, Any
@@ -35,12 +36,13 @@ AUTO_INLINE_BYTES = 2_000_000
 # Room for the JSON around inline requests ({"batch": {"inputConfig": {"requests": ...}}}).
 INLINE_MARGIN = 64 * 1024
 
+# The spellings a request may give each option in, the API's first.
 _SPELLINGS = {
-    "system_instruction": ("systemInstruction", "system_instruction"),
-    "generation_config": ("generationConfig", "generation_config"),
+    "systemInstruction": ("systemInstruction", "system_instruction"),
+    "generationConfig": ("generationConfig", "generation_config"),
     "tools": ("tools",),
-    "cached_content": ("cachedContent", "cached_content"),
-    "safety_settings": ("safetySettings", "safety_settings"),
+    "cachedContent": ("cachedContent", "cached_content"),
+    "safetySettings": ("safetySettings", "safety_settings"),
 }
 
 
@@ -60,8 +62,6 @@ def _plain(value: Any) -> Any:
 
 def _generation_config(config: Any) -> dict[str, Any]:
     """A generation config with camelCase top-level keys; schemas inside are user data and kept as is."""
-    if config is None:
-        return {}
     if isinstance(config, type) and hasattr(config, "model_json_schema"):
         raise TypeError("generation_config must be a dict or GenerateContentConfig, not a model class")
     schema_class = None
@@ -78,6 +78,36 @@ def _generation_config(config: Any) -> dict[str, Any]:
         # A pydantic model class as the schema: send its JSON Schema.
         out["responseJsonSchema"] = schema_class.model_json_schema()
     return out
+
+
+def check_request(request: Any) -> str | None:
+    """Why a GenerateContentRequest is unusable, or None."""
+    if not isinstance(request, dict):
+        return f'"request" must be an object, not {type(request).__name__}'
+    contents = request.get("contents")
+    if contents is None:
+        return 'request has no "contents"'
+    if not isinstance(contents, list):
+        return f'"contents" must be a list, not {type(contents).__name__}'
+    if not contents:
+        return '"contents" is empty'
+    for index, content in enumerate(contents, start=1):
+        if not isinstance(content, dict) or not content.get("parts"):
+            return f'contents[{index}] has no "parts"'
+    return None
+
+
+def check_embed_request(request: Any) -> str | None:
+    """Why an EmbedContentRequest is unusable, or None."""
+    if not isinstance(request, dict):
+        return f'"request" must be an object, not {type(request).__name__}'
+    content = request.get("content")
+    if content is None:
+        hint = ' (an embeddings request takes one "content", not "contents")' if "contents" in request else ""
+        return f'request has no "content"{hint}'
+    if not isinstance(content, dict) or not content.get("parts"):
+        return '"content" has no "parts"'
+    return None
 
 
 @dataclass(frozen=True)
@@ -125,8 +155,7 @@ class RequestOptions:
         """Whether any option is set, so that requests may change."""
         return bool(self._wire)
 
-    def check(self, request: Any) -> str | None:
-        return check_request(request)
+    check = staticmethod(check_request)
 
     def from_text(self, text: str) -> dict[str, Any]:
         """The request that asks this text."""
@@ -137,15 +166,11 @@ class RequestOptions:
         if not self._wire:
             return request
         merged = dict(request)
-        for option, spellings in _SPELLINGS.items():
-            wire_name = spellings[0]
-            value = self._wire.get(wire_name)
-            if value is None:
-                continue
-            own = next((s for s in spellings if s in request), None)
+        for wire_name, value in self._wire.items():
+            own = next((s for s in _SPELLINGS[wire_name] if s in request), None)
             if own is None:
                 merged[wire_name] = value
-            elif option == "generation_config" and isinstance(request[own], dict):
+            elif wire_name == "generationConfig" and isinstance(request[own], dict):
                 own_keys = {_camel(k) for k in request[own]}
                 merged[own] = {**{k: v for k, v in value.items() if k not in own_keys}, **request[own]}
         return merged
@@ -201,8 +226,7 @@ class EmbedOptions:
     def active(self) -> bool:
         return bool(self._wire)
 
-    def check(self, request: Any) -> str | None:
-        return check_embed_request(request)
+    check = staticmethod(check_embed_request)
 
     def from_text(self, text: str) -> dict[str, Any]:
         return {"content": {"parts": [{"text": text}]}}
@@ -237,8 +261,7 @@ class PreparedInput:
 
     def iter_lines(self) -> Iterator[dict[str, Any]]:
         with open(self.path, "rb") as handle:
-            for line in handle:
-                yield msgspec.json.decode(line)
+            yield from map(msgspec.json.decode, handle)
 
     def inline_requests(self) -> list[dict[str, Any]]:
         return [{"request": line["request"], "metadata": {"key": line["key"]}} for line in self.iter_lines()]
@@ -266,11 +289,7 @@ class _KeyIndex:
         repeated: set[int] = set()
         for bucket in self._buckets:
             if len(set(bucket)) < len(bucket):
-                seen: set[int] = set()
-                for hashed in bucket:
-                    if hashed in seen:
-                        repeated.add(hashed)
-                    seen.add(hashed)
+                repeated.update(hashed for hashed, count in Counter(bucket).items() if count > 1)
         return repeated
 
 
@@ -409,36 +428,6 @@ def _prepare(
     except BaseException:
         writer.discard()
         raise
-
-
-def check_request(request: Any) -> str | None:
-    """Why a GenerateContentRequest is unusable, or None."""
-    if not isinstance(request, dict):
-        return f'"request" must be an object, not {type(request).__name__}'
-    contents = request.get("contents")
-    if contents is None:
-        return 'request has no "contents"'
-    if not isinstance(contents, list):
-        return f'"contents" must be a list, not {type(contents).__name__}'
-    if not contents:
-        return '"contents" is empty'
-    for index, content in enumerate(contents, start=1):
-        if not isinstance(content, dict) or not content.get("parts"):
-            return f'contents[{index}] has no "parts"'
-    return None
-
-
-def check_embed_request(request: Any) -> str | None:
-    """Why an EmbedContentRequest is unusable, or None."""
-    if not isinstance(request, dict):
-        return f'"request" must be an object, not {type(request).__name__}'
-    content = request.get("content")
-    if content is None:
-        hint = ' (an embeddings request takes one "content", not "contents")' if "contents" in request else ""
-        return f'request has no "content"{hint}'
-    if not isinstance(content, dict) or not content.get("parts"):
-        return '"content" has no "parts"'
-    return None
 
 
 def _key_of(value: Any) -> str | None:
@@ -606,6 +595,7 @@ def prepare_from_records(
     if null_policy not in NULL_POLICIES:
         raise ValueError(f"null_policy must be one of {', '.join(NULL_POLICIES)}, not {null_policy!r}")
     fields = () if callable(prompt_template) else template_fields(prompt_template)
+    render = prompt_template if callable(prompt_template) else prompt_template.format_map
     nulls = 0
 
     def fill(writer: _Writer) -> None:
@@ -632,19 +622,13 @@ def prepare_from_records(
             if key is None:
                 raise BatchInputError(f'record {number}: key field "{key_field}" is empty', source=source)
             try:
-                prompt = (
-                    prompt_template(record)
-                    if callable(prompt_template)
-                    else prompt_template.format_map(record)
-                )
+                prompt = render(record)
             except KeyError as err:
                 raise BatchInputError(
                     f"record {number} has no field {err} used by the prompt template", source=source
                 ) from None
             except (IndexError, ValueError) as err:
-                raise BatchInputError(
-                    f"record {number}: prompt template failed: {err}", source=source
-                ) from None
+                raise writer.error(f"prompt template failed: {err}", number) from None
             writer.add(key, options.apply(options.from_text(str(prompt))), number)
 
     return replace(_prepare(workdir, source, fill, what="record"), null_records=nulls)
@@ -655,11 +639,8 @@ NULL_POLICIES = ("fail", "skip_row", "empty")
 
 def template_fields(template: str) -> tuple[str, ...]:
     """The record fields a format string reads (``{a.b}`` and ``{a[0]}`` read ``a``)."""
-    names = []
-    for _, field_name, _, _ in string.Formatter().parse(template):
-        if field_name:
-            names.append(re.split(r"[.\[]", field_name, maxsplit=1)[0])
-    return tuple(dict.fromkeys(names))
+    names = (name for _, name, _, _ in string.Formatter().parse(template) if name)
+    return tuple(dict.fromkeys(re.split(r"[.\[]", name, maxsplit=1)[0] for name in names))
 
 
 def prepare_from_requests(
@@ -678,14 +659,12 @@ def prepare_from_requests(
             if isinstance(item, dict) and "request" in item:
                 key = _key_of(item.get("key"))
                 if key is None:
-                    raise BatchInputError(
-                        f'request {number}: "key" must be a non-empty string', source=source
-                    )
+                    raise writer.error('"key" must be a non-empty string', number)
                 request = item["request"]
             else:
                 key, request = f"request-{number:06d}", item
             if problem := options.check(request):
-                raise BatchInputError(f"request {number}: {problem}", source=source)
+                raise writer.error(problem, number)
             writer.add(key, options.apply(request), number)
 
     return _prepare(workdir, source, fill, what="request")

@@ -30,15 +30,9 @@ class BatchState(str, enum.Enum):
         """Accept ``BATCH_STATE_RUNNING``, ``JOB_STATE_RUNNING``, ``RUNNING`` or an SDK enum."""
         if value is None:
             return cls.UNSPECIFIED
-        text = getattr(value, "value", value)
-        text = str(text).upper()
-        for prefix in ("BATCH_STATE_", "JOB_STATE_"):
-            if text.startswith(prefix):
-                text = text[len(prefix) :]
-        if text == "QUEUED":
-            text = "PENDING"
-        if text in ("CANCELLING",):
-            text = "RUNNING"
+        text = str(getattr(value, "value", value)).upper()
+        text = text.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
+        text = _STATE_ALIASES.get(text, text)
         try:
             return cls(text)
         except ValueError:
@@ -59,6 +53,8 @@ class BatchState(str, enum.Enum):
         return f"BATCH_STATE_{self.value}"
 
 
+# States of the wire that are one of ours: a queued job is pending, one being cancelled still runs.
+_STATE_ALIASES = {"QUEUED": "PENDING", "CANCELLING": "RUNNING"}
 RESULT_STATES = frozenset({BatchState.SUCCEEDED, BatchState.PARTIALLY_SUCCEEDED})
 TERMINAL_STATES = RESULT_STATES | {BatchState.FAILED, BatchState.CANCELLED, BatchState.EXPIRED}
 LIVE_STATES = frozenset({BatchState.PENDING, BatchState.RUNNING})

@@ -95,7 +95,6 @@ class ManifestBuilder:
     ) -> dict[str, Any]:
         """The manifest. ``reattached``: the job was submitted by an earlier try of its create task, so
         its cost may be counted in an earlier run's manifest already (None: not known)."""
-        missing = self.missing_keys
         cost = estimate_cost(
             self.model,
             prompt_tokens=self.tokens["prompt"],
@@ -116,7 +115,7 @@ class ManifestBuilder:
             "succeeded": self.succeeded,
             "failed": self.failed,
             "missing": self.missing,
-            "missing_keys_sample": missing[:SAMPLE],
+            "missing_keys_sample": self.missing_keys[:SAMPLE],
             "unexpected": len(self.unexpected),
             "duplicates": self.duplicates,
             "bytes": bytes_written,

@@ -14,20 +14,19 @@ def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float | None = 0.
         None: not judged here, as by a wait whose results the store judges after writing them).
     """
     said = f": {job.error}" if job.error else ""
+    ids = {"batch_name": job.name, "state": job.state.value}
     if job.state is BatchState.FAILED:
-        raise BatchJobError(
-            f"Gemini batch {job.name} failed{said or ' (the API gave no reason)'}", **_ids(job)
-        )
+        raise BatchJobError(f"Gemini batch {job.name} failed{said or ' (the API gave no reason)'}", **ids)
     if job.state is BatchState.CANCELLED:
-        raise BatchJobError(f"Gemini batch {job.name} was cancelled{said}", **_ids(job))
+        raise BatchJobError(f"Gemini batch {job.name} was cancelled{said}", **ids)
     if job.state is BatchState.EXPIRED:
         raise BatchJobError(
             f"Gemini batch {job.name} expired before it finished (jobs pending or running "
             f"for more than 48 hours expire){said}",
-            **_ids(job),
+            **ids,
         )
     if not job.state.has_results:
-        raise BatchJobError(f"Gemini batch {job.name} is not finished (state {job.state.value})", **_ids(job))
+        raise BatchJobError(f"Gemini batch {job.name} is not finished (state {job.state.value})", **ids)
     stats = job.stats
     if max_failed_request_ratio is not None and stats.failed and stats.request_count:
         ratio = stats.failed / stats.request_count
@@ -36,9 +35,5 @@ def check_outcome(job: BatchJobInfo, max_failed_request_ratio: float | None = 0.
             raise BatchJobError(
                 f"Gemini batch {job.name} {ended} but {stats.failed} of {stats.request_count} "
                 f"requests failed ({ratio:.1%}), over max_failed_request_ratio={max_failed_request_ratio}",
-                **_ids(job),
+                **ids,
             )
-
-
-def _ids(job: BatchJobInfo) -> dict[str, str]:
-    return {"batch_name": job.name, "state": job.state.value}

@@ -61,8 +61,10 @@ class CostEstimate:
         }
 
 
-def _as_price(value: ModelPrice | Mapping[str, Any]) -> ModelPrice:
-    return value if isinstance(value, ModelPrice) else ModelPrice(**value)
+def _as_prices(value: Any) -> tuple[ModelPrice, ...]:
+    """One price or a list of them, each a ModelPrice or its fields."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(v if isinstance(v, ModelPrice) else ModelPrice(**v) for v in values)
 
 
 def price_for(
@@ -72,19 +74,13 @@ def price_for(
     if not model:
         return None
     name = model.removeprefix("models/")
-    table: dict[str, tuple[ModelPrice, ...]] = dict(DEFAULT_PRICES)
-    for key, value in (prices or {}).items():
-        table[key] = (
-            tuple(_as_price(v) for v in value) if isinstance(value, (list, tuple)) else (_as_price(value),)
-        )
+    table = {**DEFAULT_PRICES, **{key: _as_prices(value) for key, value in (prices or {}).items()}}
     match = max((key for key in table if name.startswith(key)), key=len, default=None)
     if match is None:
         return None
     today = on or date.today()
-    for price in table[match]:
-        if price.valid_until is None or today <= price.valid_until:
-            return price
-    return table[match][-1]
+    current = (p for p in table[match] if p.valid_until is None or today <= p.valid_until)
+    return next(current, table[match][-1])
 
 
 def estimate_cost(

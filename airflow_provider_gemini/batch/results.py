@@ -21,17 +21,8 @@ import msgspec
 
 from airflow_provider_gemini.batch.errors import ResultsFormatError
 
-FLAT_COLUMNS = (
-    "key",
-    "text",
-    "finish_reason",
-    "prompt_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "total_tokens",
-    "error",
-)
-# The base columns' types, as lineage's schema facet names them (parsed and joined columns vary).
+# The base columns, in order, with their types as lineage's schema facet names them (parsed and
+# joined columns vary).
 COLUMN_TYPES = {
     "key": "string",
     "text": "string",
@@ -42,6 +33,7 @@ COLUMN_TYPES = {
     "total_tokens": "integer",
     "error": "string",
 }
+FLAT_COLUMNS = tuple(COLUMN_TYPES)
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 

@@ -79,16 +79,12 @@ def _required_problem(schema: Any, path: str) -> str | None:
     """A JSON Schema whose ``required`` names a property it does not define (valid, but a mistake)."""
     if not isinstance(schema, dict):
         return None
+    children: list[tuple[str, Any]] = []
     properties = schema.get("properties")
-    if isinstance(properties, dict) and (
-        problem := _unknown_name(f"{path}.required", schema.get("required"), properties)
-    ):
-        return problem
-    children = (
-        [(f"{path}.properties.{n}", s) for n, s in (properties or {}).items()]
-        if isinstance(properties, dict)
-        else []
-    )
+    if isinstance(properties, dict):
+        if problem := _unknown_name(f"{path}.required", schema.get("required"), properties):
+            return problem
+        children = [(f"{path}.properties.{n}", s) for n, s in properties.items()]
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
             children.append((f"{path}.{key}", schema[key]))

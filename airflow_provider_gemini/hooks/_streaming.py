@@ -122,10 +122,8 @@ class _SameHostCredentials(urllib.request.HTTPRedirectHandler):
 def split_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """The lines of blocks of whole lines, without their line ends."""
     for block in blocks:
-        lines = block.split(b"\n")
-        lines.pop()  # the empty rest after the block's last newline
-        for line in lines:
-            yield line.removesuffix(b"\r")
+        # [:-1]: leave out the empty rest after the block's last newline
+        yield from (line.removesuffix(b"\r") for line in block.split(b"\n")[:-1])
 
 
 def _open(
@@ -151,10 +149,6 @@ def _api_error(code: int, reason: object, body: bytes, name: str) -> GeminiApiEr
         error = json.loads(body).get("error", {})
     except (ValueError, AttributeError):
         error = {}
-    status = error.get("status")
-    message = error.get("message") or reason
-    return GeminiApiError(
-        f"Gemini API error {code} {status or ''} on download {name}: {message}".replace("  ", " "),
-        code=code,
-        status=status,
+    return GeminiApiError.answered(
+        f"download {name}", code, error.get("status"), error.get("message") or reason
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -15,7 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
-from airflow_provider_gemini._compat import BaseHook
+from airflow_provider_gemini._compat import BaseHook, connection_form_widgets, ui_field_behaviour
 from airflow_provider_gemini.batch.errors import GeminiApiError
 from airflow_provider_gemini.batch.jobs import BATCH_EMBED_METHOD, BATCH_GENERATE_METHOD, BatchJobInfo
 from airflow_provider_gemini.hooks._settings import GeminiSettings
@@ -59,16 +60,9 @@ def _quiet_transport_log() -> None:
         logger.setLevel(logging.WARNING)
 
 
-def _batch_path(name: str) -> str:
-    return name if name.startswith("batches/") else f"batches/{name}"
-
-
-def _file_path(name: str) -> str:
-    return name if name.startswith("files/") else f"files/{name}"
-
-
-def _model_path(model: str) -> str:
-    return model if model.startswith("models/") else f"models/{model}"
+def _resource(collection: str, name: str) -> str:
+    """``files/x`` from ``x`` or ``files/x`` (likewise ``batches/``, ``models/``)."""
+    return name if name.startswith(f"{collection}/") else f"{collection}/{name}"
 
 
 class GeminiHook(BaseHook):
@@ -93,15 +87,11 @@ class GeminiHook(BaseHook):
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The form's extra fields on Airflow 3.0 and 3.1 (3.2+ read ``conn-fields`` instead)."""
-        from airflow_provider_gemini._compat import connection_form_widgets
-
         return connection_form_widgets(cls.conn_type)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The form's labels on Airflow 3.0 and 3.1, from ``ui-field-behaviour`` in the provider info."""
-        from airflow_provider_gemini._compat import ui_field_behaviour
-
         return ui_field_behaviour(cls.conn_type)
 
     def __init__(self, gemini_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -118,9 +108,7 @@ class GeminiHook(BaseHook):
         """A hook on an API key (and endpoint) rather than a connection: for callers, like common.ai's
         batch adapters, that are handed those two fields and no connection id."""
         hook = cls(gemini_conn_id=name)
-        hook._settings = hook._supported(
-            GeminiSettings(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
-        )
+        hook._settings = GeminiSettings(api_key=api_key, base_url=base_url.rstrip("/") if base_url else None)
         return hook
 
     # -- connection and clients ----------------------------------------------------------------
@@ -128,13 +116,13 @@ class GeminiHook(BaseHook):
     @property
     def settings(self) -> GeminiSettings:
         if self._settings is None:
-            conn = self.get_connection(self.gemini_conn_id)
-            self._settings = self._supported(GeminiSettings.from_connection(conn.password, conn.extra_dejson))
+            self._settings = self._read_settings(self.get_connection(self.gemini_conn_id))
         return self._settings
 
-    def _supported(self, settings: GeminiSettings) -> GeminiSettings:
-        """Refuse Vertex AI mode at first use: its batch API (batchPredictionJobs) is not built yet, and a
-        half-working branch would fail later, after money was spent."""
+    def _read_settings(self, conn: Any) -> GeminiSettings:
+        """The connection's settings; Vertex AI mode is refused: its batch API (batchPredictionJobs) is
+        not built yet, and a half-working branch would fail later, after money was spent."""
+        settings = GeminiSettings.from_connection(conn.password, conn.extra_dejson)
         if settings.vertexai:
             raise GeminiApiError(
                 f"Connection {self.gemini_conn_id!r} asks for Vertex AI (extra 'vertexai'), and Vertex AI "
@@ -177,10 +165,7 @@ class GeminiHook(BaseHook):
         """
         if self._async_client is None:
             if self._settings is None:
-                conn = await self.aget_connection(self.gemini_conn_id)
-                self._settings = self._supported(
-                    GeminiSettings.from_connection(conn.password, conn.extra_dejson)
-                )
+                self._settings = self._read_settings(await self.aget_connection(self.gemini_conn_id))
             clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
             cached = clients.get(self.gemini_conn_id)
             if cached is None or cached[0] != self._settings:
@@ -210,24 +195,16 @@ class GeminiHook(BaseHook):
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
     ) -> dict[str, Any]:
-        from google.genai import errors
-
-        try:
+        with _api_errors(what):
             response = self.get_conn()._api_client.request(method, path, body or {})
-        except errors.APIError as err:
-            raise _api_error(err, what) from None
         return json.loads(response.body) if response.body else {}
 
     async def _arequest(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
     ) -> dict[str, Any]:
-        from google.genai import errors
-
         client = await self.aget_conn()
-        try:
+        with _api_errors(what):
             response = await client._api_client.async_request(method, path, body or {})
-        except errors.APIError as err:
-            raise _api_error(err, what) from None
         return json.loads(response.body) if response.body else {}
 
     # -- files ---------------------------------------------------------------------------------
@@ -244,22 +221,20 @@ class GeminiHook(BaseHook):
         The MIME type is set explicitly: ``.jsonl`` has none in ``mimetypes``, and names such as
         ``a.b.jsonl`` or no extension at all would otherwise be guessed wrong or refused.
         """
-        from google.genai import errors
-
         config: dict[str, Any] = {"mime_type": mime_type}
         if display_name:
             config["display_name"] = display_name
-        try:
+        with _api_errors("upload file"):
             uploaded = self.get_conn().files.upload(file=source, config=config)  # type: ignore[arg-type]
-        except errors.APIError as err:
-            raise _api_error(err, "upload file") from None
         return uploaded.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def get_file(self, name: str) -> dict[str, Any]:
-        return self._request("get", _file_path(name), what=f"get {_file_path(name)}")
+        path = _resource("files", name)
+        return self._request("get", path, what=f"get {path}")
 
     def delete_file(self, name: str) -> None:
-        self._request("delete", _file_path(name), what=f"delete {_file_path(name)}")
+        path = _resource("files", name)
+        self._request("delete", path, what=f"delete {path}")
 
     def iter_result_lines(self, file_name: str) -> Iterator[bytes]:
         """Stream a result file line by line (bytes, without newlines) in bounded memory.
@@ -277,11 +252,11 @@ class GeminiHook(BaseHook):
         from airflow_provider_gemini.hooks._streaming import stream_blocks
 
         settings = self.settings
-        path = _file_path(file_name)
+        path = _resource("files", file_name)
         yield from stream_blocks(
             self._downloads,
             f"{settings.download_base}/{path}:download?alt=media",
-            headers=self._auth_headers(),
+            headers={"x-goog-api-key": settings.api_key or ""},
             name=path,
             timeout=settings.timeout or 60.0,
             attempts=settings.retry_attempts,
@@ -295,9 +270,6 @@ class GeminiHook(BaseHook):
         from airflow_provider_gemini.hooks._streaming import download_opener
 
         return download_opener(shared_ssl_context())
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {"x-goog-api-key": self.settings.api_key or ""}
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -319,28 +291,29 @@ class GeminiHook(BaseHook):
         if (file_name is None) == (inline_requests is None):
             raise ValueError("create_batch takes exactly one of file_name and inline_requests")
         input_config: dict[str, Any] = (
-            {"fileName": _file_path(file_name)} if file_name else {"requests": {"requests": inline_requests}}
+            {"fileName": _resource("files", file_name)}
+            if file_name
+            else {"requests": {"requests": inline_requests}}
         )
-        body = {
-            "batch": {"displayName": display_name, "model": _model_path(model), "inputConfig": input_config}
-        }
-        path = f"{_model_path(model)}:{BATCH_EMBED_METHOD if embeddings else BATCH_GENERATE_METHOD}"
+        model = _resource("models", model)
+        body = {"batch": {"displayName": display_name, "model": model, "inputConfig": input_config}}
+        path = f"{model}:{BATCH_EMBED_METHOD if embeddings else BATCH_GENERATE_METHOD}"
         return BatchJobInfo.from_operation(
             self._request("post", path, body, what=f"create batch {display_name}")
         )
 
     def get_model(self, model: str) -> dict[str, Any]:
         """The model as ``models.get`` describes it (``supportedGenerationMethods`` among the rest)."""
-        path = model if model.startswith("models/") else f"models/{model}"
+        path = _resource("models", model)
         return dict(self._request("get", path, what=f"get {path}"))
 
     def get_batch(self, name: str) -> BatchJobInfo:
         """The job with its request counts (``batchStats``) and error, which the SDK's object drops."""
-        path = _batch_path(name)
+        path = _resource("batches", name)
         return BatchJobInfo.from_operation(self._request("get", path, what=f"get {path}"))
 
     async def aget_batch(self, name: str) -> BatchJobInfo:
-        path = _batch_path(name)
+        path = _resource("batches", name)
         return BatchJobInfo.from_operation(await self._arequest("get", path, what=f"get {path}"))
 
     def list_batches(
@@ -374,15 +347,15 @@ class GeminiHook(BaseHook):
         return jobs, page.get("nextPageToken") or None
 
     def cancel_batch(self, name: str) -> None:
-        path = _batch_path(name)
+        path = _resource("batches", name)
         self._request("post", f"{path}:cancel", what=f"cancel {path}")
 
     async def acancel_batch(self, name: str) -> None:
-        path = _batch_path(name)
+        path = _resource("batches", name)
         await self._arequest("post", f"{path}:cancel", what=f"cancel {path}")
 
     def delete_batch(self, name: str) -> None:
-        path = _batch_path(name)
+        path = _resource("batches", name)
         self._request("delete", path, what=f"delete {path}")
 
     # -- context caches ------------------------------------------------------------------------
@@ -402,7 +375,7 @@ class GeminiHook(BaseHook):
         refuses contexts below a model's minimum size (1 024 tokens for 2.5 Flash). Delete the cache
         when done (:meth:`delete_cached_content`): storage is billed by the hour until it expires.
         """
-        from google.genai import errors, types
+        from google.genai import types
 
         config = types.CreateCachedContentConfig(
             contents=contents,
@@ -410,11 +383,10 @@ class GeminiHook(BaseHook):
             ttl=f"{int(ttl_seconds)}s",
             display_name=display_name,
         )
-        try:
+        with _api_errors(f"create a context cache for {model}"):
             cache = self.get_conn().caches.create(model=model, config=config)
-        except errors.APIError as err:
-            raise _api_error(err, f"create a context cache for {model}") from None
-        self.log.info("Created context cache %s (%s tokens)", cache.name, _cache_tokens(cache))
+        tokens = getattr(getattr(cache, "usage_metadata", None), "total_token_count", None)
+        self.log.info("Created context cache %s (%s tokens)", cache.name, tokens)
         return str(cache.name)
 
     def delete_cached_content(self, name: str, *, missing_ok: bool = True) -> bool:
@@ -432,19 +404,20 @@ class GeminiHook(BaseHook):
         return True
 
 
-def _cache_tokens(cache: Any) -> Any:
-    usage = getattr(cache, "usage_metadata", None)
-    return getattr(usage, "total_token_count", None)
-
-
 def _api_error(err: Any, what: str) -> GeminiApiError:
     """A finished message from the SDK's APIError; it never contains the key (sent as a header)."""
-    status = err.status or ""
-    return GeminiApiError(
-        f"Gemini API error {err.code} {status} on {what}: {err.message}".replace("  ", " "),
-        code=err.code,
-        status=err.status,
-    )
+    return GeminiApiError.answered(what, err.code, err.status, err.message)
+
+
+@contextlib.contextmanager
+def _api_errors(what: str) -> Iterator[None]:
+    """The SDK's APIError raised in the block becomes a :class:`GeminiApiError` about ``what``."""
+    from google.genai import errors
+
+    try:
+        yield
+    except errors.APIError as err:
+        raise _api_error(err, what) from None
 
 
 def _reached(jobs: list[BatchJobInfo], since: float) -> bool:

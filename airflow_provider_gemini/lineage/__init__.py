@@ -76,18 +76,14 @@ def run_facet(**fields: Any) -> Any:
 def path_dataset(path: Any, conn_id: str | None = None) -> Any:
     """An object-storage path as an OpenLineage dataset: ``file`` and the absolute path for a local
     file; ``<scheme>://<bucket>`` and the key for object storage (``s3://``, ``gs://`` ...)."""
-    from openlineage.client.event_v2 import Dataset
-
     from airflow_provider_gemini.storage import storage_path
 
     where = storage_path(path, conn_id)
     protocol = (where.protocol if isinstance(where.protocol, str) else where.protocol[0]) or "file"
     if protocol in ("file", "local"):
-        return Dataset(
-            namespace="file", name=str(where.path if where.path.startswith("/") else f"/{where.path}")
-        )
+        return _dataset("file", str(where.path if where.path.startswith("/") else f"/{where.path}"))
     bucket, _, key = str(where.path).partition("/")
-    return Dataset(namespace=f"{protocol}://{bucket}", name=key)
+    return _dataset(f"{protocol}://{bucket}", key)
 
 
 def sql_datasets(conn_id: str, sql: str) -> list[Any]:
@@ -100,7 +96,8 @@ def sql_datasets(conn_id: str, sql: str) -> list[Any]:
     lineage = get_openlineage_facets_with_sql(hook=hook, sql=sql, conn_id=conn_id, database=None)
     if lineage is not None:
         return list(lineage.inputs)
-    parsed = SQLParser(dialect=_dialect(connection), default_schema=_default_schema(connection)).parse(sql)
+    dialect = "sqlite" if connection.conn_type == "sqlite" else "generic"
+    parsed = SQLParser(dialect=dialect, default_schema=_default_schema(connection)).parse(sql)
     if parsed is None:
         return []
     namespace = _namespace(connection)
@@ -135,10 +132,6 @@ def _sql_hook(conn_id: str) -> tuple[Any, Any]:
     return hook, hook.get_connection(conn_id)
 
 
-def _dialect(connection: Any) -> str:
-    return "sqlite" if connection.conn_type == "sqlite" else "generic"
-
-
 def _default_schema(connection: Any) -> str:
     """SQLite's schema of a database's own tables is ``main``; others name theirs."""
     return "main" if connection.conn_type == "sqlite" else (connection.schema or "public")
@@ -147,10 +140,8 @@ def _default_schema(connection: Any) -> str:
 def _namespace(connection: Any) -> str:
     """A database without OpenLineage support of its own: its type and where it is (for SQLite, the
     database file: ``sqlite:///path/to/file.db``)."""
-    where = connection.host or ""
-    if connection.port:
-        where = f"{where}:{connection.port}"
-    return f"{connection.conn_type}://{where}"
+    port = f":{connection.port}" if connection.port else ""
+    return f"{connection.conn_type}://{connection.host or ''}{port}"
 
 
 def _dataset(namespace: str, name: str) -> Any:

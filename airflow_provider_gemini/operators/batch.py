@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,11 +38,11 @@ from airflow_provider_gemini.batch.jobs import (
     BatchState,
 )
 from airflow_provider_gemini.batch.polling import PollDecider
-from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event
+from airflow_provider_gemini.endings import cancel_best_effort, finish_event
 from airflow_provider_gemini.lineage import never_fails
 from airflow_provider_gemini.links.batch import GeminiBatchJobLink, batch_console_url
 from airflow_provider_gemini.storage import storage_path
-from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+from airflow_provider_gemini.triggers.batch import defer_wait
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -173,15 +172,11 @@ class GeminiBatchCreateOperator(BaseOperator):
         self._push_fields = bool(self.multiple_outputs) and not XCOM_ACCEPTS_NONE
         if self._push_fields:
             self.multiple_outputs = False
-        given = [
-            name
-            for name, value in zip(
-                INPUT_ARGS, (input_path, records, sql, requests, input_file_name), strict=True
-            )
-            if value is not None
-        ]
+        values = (input_path, records, sql, requests, input_file_name)
+        given = [name for name, value in zip(INPUT_ARGS, values, strict=True) if value is not None]
         if len(given) != 1:
-            raise ValueError(_one_input_message(given))
+            which = f"exactly one input, not {len(given)} ({', '.join(given)})" if given else "one input"
+            raise ValueError(f"Give {which}: one of {', '.join(INPUT_ARGS)}")
         if (records is not None or sql is not None) and prompt_template is None:
             raise ValueError(
                 "records need a prompt_template (a format string like 'Describe {name}', or a callable)"
@@ -236,11 +231,9 @@ class GeminiBatchCreateOperator(BaseOperator):
             # Validation first: nothing below this line runs for an invalid input.
             try:
                 prepared = self._prepare(workdir)
-            except EmptyInputError as err:
-                if self.skip_on_empty:
-                    raise AirflowSkipException(f"{err}: nothing to send, skipping (skip_on_empty)") from None
-                raise AirflowFailException(f"{err}. {INPUT_FAILURE}") from None
             except BatchInputError as err:
+                if isinstance(err, EmptyInputError) and self.skip_on_empty:
+                    raise AirflowSkipException(f"{err}: nothing to send, skipping (skip_on_empty)") from None
                 raise AirflowFailException(f"{err}. {INPUT_FAILURE}") from None
             submission = self._submission(prepared)
             display_name = self._display_name(context, submission)
@@ -251,7 +244,7 @@ class GeminiBatchCreateOperator(BaseOperator):
                 if self._in_flight:  # a dead try's create may still land beside this one
                     job = self._keep_earliest(context, job, display_name, submission)
         self._batch_name = job.name
-        GeminiBatchJobLink.persist(context, self._console_url(job.name))
+        GeminiBatchJobLink.persist(context, batch_console_url(job.name, self.hook.settings.base_url))
         result = {
             "batch_name": job.name,
             "display_name": display_name,
@@ -379,8 +372,7 @@ class GeminiBatchCreateOperator(BaseOperator):
         }
 
     def _display_name(self, context: Context, submission: dict[str, str]) -> str:
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
+        map_index = getattr(context["ti"], "map_index", -1)
         fingerprint = fingerprint_text(*(f"{name}={value}" for name, value in sorted(submission.items())))
         identity = job_identity(self.dag_id, self.task_id, context["run_id"], map_index, fingerprint)
         prefix = self.display_name_prefix or f"{self.dag_id}.{self.task_id}"
@@ -564,20 +556,11 @@ class GeminiBatchCreateOperator(BaseOperator):
             )
 
     def _submit(self, prepared: PreparedInput | None, display_name: str) -> BatchJobInfo:
+        source: dict[str, Any]
         if prepared is None:
-            job = self.hook.create_batch(
-                model=self.model,
-                display_name=display_name,
-                file_name=self.input_file_name,
-                embeddings=self.embeddings,
-            )
+            source = {"file_name": self.input_file_name}
         elif self.input_mode == "inline" or (self.input_mode == "auto" and prepared.inline_by_default):
-            job = self.hook.create_batch(
-                model=self.model,
-                display_name=display_name,
-                inline_requests=prepared.inline_requests(),
-                embeddings=self.embeddings,
-            )
+            source = {"inline_requests": prepared.inline_requests()}
         else:
             uploaded = self.hook.upload_file(prepared.path, display_name=display_name)
             self._input_file = uploaded["name"]
@@ -587,12 +570,10 @@ class GeminiBatchCreateOperator(BaseOperator):
                 prepared.size_bytes,
                 uploaded["name"],
             )
-            job = self.hook.create_batch(
-                model=self.model,
-                display_name=display_name,
-                file_name=uploaded["name"],
-                embeddings=self.embeddings,
-            )
+            source = {"file_name": uploaded["name"]}
+        job = self.hook.create_batch(
+            model=self.model, display_name=display_name, embeddings=self.embeddings, **source
+        )
         self.log.info("Created Gemini batch %s (%s) as %s", job.name, job.state.value, display_name)
         return job
 
@@ -608,25 +589,13 @@ class GeminiBatchCreateOperator(BaseOperator):
             started = getattr(context["ti"], "start_date", None)
             began = started.timestamp() if started else now
             ends.append(began + self.execution_timeout.total_seconds())
-        return min(ends) if ends else None
+        return min(ends, default=None)
 
     def _wait(self, context: Context, job: BatchJobInfo, result: dict[str, Any]) -> dict[str, Any]:
         deadline = self._deadline(context)
         if self.deferrable and not job.state.is_terminal:
             context["ti"].xcom_push(key=SUBMITTED_KEY, value=result)
-            self.defer(
-                trigger=GeminiBatchTrigger(
-                    batch_name=job.name,
-                    gemini_conn_id=self.gemini_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                    max_failed_request_ratio=self.max_failed_request_ratio,
-                    cancel_on_kill=self.cancel_on_kill,
-                ),
-                method_name="execute_complete",
-                # Airflow's own limit, a backstop behind the trigger's deadline.
-                timeout=timedelta(seconds=deadline - time.time()) + BACKSTOP if deadline else None,
-            )
+            defer_wait(self, job.name, poll_interval=self.poll_interval, deadline=deadline)
         decider = PollDecider(
             job.name,
             poll_interval=self.poll_interval,
@@ -675,9 +644,6 @@ class GeminiBatchCreateOperator(BaseOperator):
         )
         return lineage.lineage(inputs, [], facet)
 
-    def _console_url(self, batch_name: str) -> str:
-        return batch_console_url(batch_name, self.hook.settings.base_url)
-
 
 def _what_changed(
     job: BatchJobInfo | None, submission: dict[str, str], remembered: dict[str, Any] | None
@@ -701,18 +667,9 @@ def _model_name(model: str) -> str:
 
 
 def _as_list(value: Any, name: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
     if value is None:
         raise BatchInputError(f"{name} resolved to nothing (None)", source=name)
     try:
         return list(value)
     except TypeError:
         raise BatchInputError(f"{name} must be a list, not {type(value).__name__}", source=name) from None
-
-
-def _one_input_message(given: list[str]) -> str:
-    options = ", ".join(INPUT_ARGS)
-    if not given:
-        return f"Give one input: one of {options}"
-    return f"Give exactly one input, not {len(given)} ({', '.join(given)}): one of {options}"

@@ -102,7 +102,6 @@ def _env_gemini_ids(environ: Iterable[tuple[str, str]]) -> set[str]:
     for name, value in environ:
         if not name.startswith("AIRFLOW_CONN_"):
             continue
-        kind = ""
         if value.lstrip().startswith("{"):
             try:
                 kind = str(json.loads(value).get("conn_type", ""))

@@ -68,14 +68,11 @@ def list_page(
         secret = hook.settings.api_key
         jobs, token = hook.list_batches_page(page_size=page_size, page_token=page_token)
     except Exception as err:
-        raise ListError(_redact(f"Cannot list the batches of {conn_id!r}: {err}", secret)) from None
+        message = f"Cannot list the batches of {conn_id!r}: {err}"
+        raise ListError(message.replace(secret, "***") if secret else message) from None
     finally:
         hook.close()
     return jobs, token, time.time()
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def _base_path() -> str:

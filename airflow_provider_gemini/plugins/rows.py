@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -31,12 +31,7 @@ class TaskInstanceRef:
     map_index: int = -1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dag_id": self.dag_id,
-            "task_id": self.task_id,
-            "run_id": self.run_id,
-            "map_index": self.map_index,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -81,24 +76,15 @@ def owner_of(job: BatchJobInfo, index: Mapping[str, TaskInstanceRef]) -> TaskIns
 def progress(job: BatchJobInfo) -> dict[str, float | int]:
     """Shares of the request count (percent) for the bar; pending is what is neither done nor failed."""
     stats = job.stats
-    total = stats.request_count
-    if total <= 0:
-        return {
-            "total": 0,
-            "succeeded": 0,
-            "failed": 0,
-            "pending": 0,
-            "succeeded_pct": 0.0,
-            "failed_pct": 0.0,
-        }
-    pending = max(0, total - stats.succeeded - stats.failed)
+    total = max(0, stats.request_count)
+    succeeded, failed = (stats.succeeded, stats.failed) if total else (0, 0)
     return {
         "total": total,
-        "succeeded": stats.succeeded,
-        "failed": stats.failed,
-        "pending": pending,
-        "succeeded_pct": round(100.0 * stats.succeeded / total, 2),
-        "failed_pct": round(100.0 * stats.failed / total, 2),
+        "succeeded": succeeded,
+        "failed": failed,
+        "pending": max(0, total - succeeded - failed),
+        "succeeded_pct": round(100.0 * succeeded / total, 2) if total else 0.0,
+        "failed_pct": round(100.0 * failed / total, 2) if total else 0.0,
     }
 
 
@@ -112,9 +98,7 @@ def first_manifest_per_batch(manifests: Iterable[Manifest]) -> dict[str, Manifes
     chosen: dict[str, Manifest] = {}
     for manifest in manifests:
         name = manifest.batch_name
-        if name is None:
-            continue
-        if name not in chosen or rank(manifest) < rank(chosen[name]):
+        if name is not None and (name not in chosen or rank(manifest) < rank(chosen[name])):
             chosen[name] = manifest
     return chosen
 
@@ -139,7 +123,7 @@ def spend_by_dag(
 
 def job_row(job: BatchJobInfo, owner: TaskInstanceRef | None, manifest: Manifest | None) -> dict[str, Any]:
     """One line of the jobs table, JSON-able; never carries anything of the connection."""
-    row: dict[str, Any] = {
+    return {
         "name": job.name,
         "display_name": job.display_name,
         "state": job.state.value,
@@ -149,13 +133,9 @@ def job_row(job: BatchJobInfo, owner: TaskInstanceRef | None, manifest: Manifest
         "ended": job.end_time,
         "progress": progress(job),
         "task": owner.to_dict() if owner else None,
-        "tokens": None,
-        "cost": None,
+        "tokens": dict(manifest.value.get("tokens") or {}) if manifest else None,
+        "cost": dict(manifest.value.get("cost") or {}) if manifest else None,
     }
-    if manifest is not None:
-        row["tokens"] = dict(manifest.value.get("tokens") or {})
-        row["cost"] = dict(manifest.value.get("cost") or {})
-    return row
 
 
 def visible(owner: TaskInstanceRef | None, readable_dags: set[str], sees_unlinked: bool) -> bool:

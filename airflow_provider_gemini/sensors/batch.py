@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -14,8 +13,8 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_gemini._compat import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_gemini.batch.events import BatchEvent
 from airflow_provider_gemini.batch.polling import PollDecider
-from airflow_provider_gemini.endings import BACKSTOP, cancel_best_effort, finish_event, timed_out
-from airflow_provider_gemini.triggers.batch import GeminiBatchTrigger
+from airflow_provider_gemini.endings import cancel_best_effort, finish_event, timed_out
+from airflow_provider_gemini.triggers.batch import defer_wait
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -62,7 +61,6 @@ class GeminiBatchSensor(BaseSensorOperator):
         self.max_failed_request_ratio = max_failed_request_ratio
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
-        self._poll: PollDecider | None = None
 
     @cached_property
     def hook(self) -> GeminiHook:
@@ -81,64 +79,52 @@ class GeminiBatchSensor(BaseSensorOperator):
                 raise AirflowSensorTimeout(f"{err}.{said}") from err
         # One look first: a job that already ended needs no trip through the triggerer.
         job = self.hook.get_batch(self.batch_name)
-        decision = self._decider().on_job(job, time.time())
+        decision = self._poll.on_job(job, time.time())
         if decision.log:
             self.log.info(decision.log)
         if (event := decision.event) is not None:
-            return self._skip_if_soft(lambda: self._finish(event))
-        self.defer(
-            trigger=GeminiBatchTrigger(
-                batch_name=self.batch_name,
-                gemini_conn_id=self.gemini_conn_id,
-                poll_interval=self.poke_interval,
-                deadline=time.time() + self.timeout if self.timeout else None,
-                max_failed_request_ratio=self.max_failed_request_ratio,
-                cancel_on_kill=self.cancel_on_kill,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + BACKSTOP if self.timeout else None,
-        )
+            return self._finish_or_skip(event)
+        deadline = time.time() + self.timeout if self.timeout else None
+        defer_wait(self, self.batch_name, poll_interval=self.poke_interval, deadline=deadline)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         # The sensor's own loop sets the pace (poke_interval, exponential_backoff, timeout); the decider
         # says whether this poke ended the wait, and lets a passing API fault cost one poke, not the task.
-        decider = self._decider()
         try:
             outcome: BatchJobInfo | Exception = self.hook.get_batch(self.batch_name)
         except Exception as err:
             outcome = err
-        decision = decider.observe(outcome, time.time(), self.log)
+        decision = self._poll.observe(outcome, time.time(), self.log)
         if decision.event is None:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(decision.event))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: return the summary, or fail (or skip) with the event's message."""
-        return self._skip_if_soft(lambda: self._finish(BatchEvent.from_payload(event)))
+        return self._finish_or_skip(BatchEvent.from_payload(event))
 
     def on_kill(self) -> None:
         if self.cancel_on_kill:
             cancel_best_effort(self.hook.cancel_batch, self.batch_name, self.log)
 
-    def _decider(self) -> PollDecider:
+    @cached_property
+    def _poll(self) -> PollDecider:
         # One per sensor instance, so consecutive failures are counted across pokes (a rescheduled
         # sensor starts a new count on each try).
-        if self._poll is None:
-            self._poll = PollDecider(
-                self.batch_name,
-                poll_interval=self.poke_interval,
-                max_failed_request_ratio=self.max_failed_request_ratio,
-            )
-        return self._poll
+        return PollDecider(
+            self.batch_name,
+            poll_interval=self.poke_interval,
+            max_failed_request_ratio=self.max_failed_request_ratio,
+        )
 
     def _finish(self, event: BatchEvent) -> dict[str, Any]:
         cancel = self.hook.cancel_batch if self.cancel_on_kill else None
         return finish_event(event, self.log, after_failure=AFTER_FAILURE, cancel=cancel)
 
-    def _skip_if_soft(self, finish: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _finish_or_skip(self, event: BatchEvent) -> dict[str, Any]:
         # What the base class's poke loop does with a failure, for the paths that bypass it.
         try:
-            return finish()
+            return self._finish(event)
         except (AirflowFailException, AirflowSensorTimeout) as err:
             if self.soft_fail or getattr(self, "never_fail", False):  # never_fail: Airflow 3.1+
                 raise AirflowSkipException(f"Skipping: {err}") from err

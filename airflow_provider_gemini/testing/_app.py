@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,83 +51,71 @@ STATUS_NAMES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+# The operation's error for a job that ended without success: google.rpc code and status.
+ENDING_ERRORS = {
+    "FAILED": (13, "INTERNAL"),
+    "EXPIRED": (4, "DEADLINE_EXCEEDED"),
+    "CANCELLED": (1, "CANCELLED"),
+}
 Handler = Callable[[Request, "Emulator", re.Match[str]], Awaitable[Any]]
 
 
 class ApiError(Exception):
     def __init__(self, code: int, message: str, status: str | None = None) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or STATUS_NAMES.get(code, "UNKNOWN")
+        self.response = error_response(code, message, status)
 
 
 def error_response(code: int, message: str, status: str | None = None) -> JSONResponse:
-    body = {
-        "error": {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
-    }
-    return JSONResponse(body, status_code=code)
-
-
-class _QuietDrops(logging.Filter):
-    """uvicorn logs every aborted response as an application error; ours are on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, EmulatedDrop)
+    error = {"code": code, "message": message, "status": status or STATUS_NAMES.get(code, "UNKNOWN")}
+    return JSONResponse({"error": error}, status_code=code)
 
 
 class EmulatedDrop(ConnectionAbortedError):
     """Raised to cut a response short, as a network failure would."""
 
 
-logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+def _quiet_drops(record: logging.LogRecord) -> bool:
+    """uvicorn logs every aborted response as an application error; ours are on purpose."""
+    return not (record.exc_info and isinstance(record.exc_info[1], EmulatedDrop))
 
 
+logging.getLogger("uvicorn.error").addFilter(_quiet_drops)
+
+
+@dataclass
 class BodyStream:
     """Streams a body with its full Content-Length; with ``cut_after``, drops the connection after that
     many bytes, as a network failure mid-download would."""
 
-    def __init__(
-        self,
-        body_iter: Any,
-        *,
-        length: int,
-        status: int = 200,
-        headers: dict[str, str] | None = None,
-        cut_after: int | None = None,
-    ) -> None:
-        self.body_iter = body_iter
-        self.length = length
-        self.status = status
-        self.headers = headers or {}
-        self.cut_after = cut_after
+    body_iter: Any
+    length: int
+    status: int = 200
+    headers: dict[str, str] | None = None
+    cut_after: int | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A client that goes away mid-body (a killed transfer) must not leave the stream running on
         # (with a chunk delay, for minutes), which would also hold up the server's shutdown.
         gone = asyncio.create_task(_disconnected(receive))
         try:
-            await self._send(send, gone)
+            headers = [(b"content-length", str(self.length).encode())]
+            headers += [(k.lower().encode(), v.encode()) for k, v in (self.headers or {}).items()]
+            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            sent = 0
+            async for chunk in self.body_iter:
+                if gone.done():
+                    return
+                if self.cut_after is not None:
+                    chunk = chunk[: max(0, self.cut_after - sent)]
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent += len(chunk)
+                if self.cut_after is not None and sent >= self.cut_after:
+                    raise EmulatedDrop("emulated dropped connection")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()
-
-    async def _send(self, send: Send, gone: asyncio.Task[None]) -> None:
-        headers = [(b"content-length", str(self.length).encode())]
-        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        sent = 0
-        async for chunk in self.body_iter:
-            if gone.done():
-                return
-            if self.cut_after is not None:
-                chunk = chunk[: max(0, self.cut_after - sent)]
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
-            if self.cut_after is not None and sent >= self.cut_after:
-                raise EmulatedDrop("emulated dropped connection")
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -163,15 +151,7 @@ class Emulator:
         if self.state.api_key is not None and key != self.state.api_key:
             raise ApiError(400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT")
 
-    async def run(
-        self,
-        request: Request,
-        operation: str,
-        handler: Handler,
-        match: re.Match[str],
-        *,
-        needs_key: bool = True,
-    ) -> Response:
+    async def run(self, request: Request, operation: str, handler: Handler, match: re.Match[str]) -> Response:
         state = self.state
         state.calls[operation] += 1
         if operation == "lists":
@@ -182,7 +162,7 @@ class Emulator:
         fault = state.pick_fault(operation)
         held = await self.hold(request, fault)
         try:
-            if needs_key:
+            if operation != "upload_chunks":  # the session's upload URL stands in for the key
                 self.check_key(request)
             if fault is not None:
                 if fault.delay_seconds:
@@ -194,7 +174,7 @@ class Emulator:
             self.fault = fault
             result = await handler(request, self, match)
         except ApiError as err:
-            return error_response(err.code, err.message, err.status)
+            return err.response
         finally:
             if held is not None:
                 held.set()
@@ -239,6 +219,12 @@ class Emulator:
             raise ApiError(404, f"File files/{file_id} not found.")
         return stored
 
+    def cache(self, cache_id: str) -> dict[str, Any]:
+        cache = self.state.cache(cache_id)
+        if cache is None:
+            raise ApiError(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
+        return cache
+
     # -- jobs as resources ---------------------------------------------------------------------
 
     async def settle(self, job: Job) -> None:
@@ -246,42 +232,38 @@ class Emulator:
         if job.final_state or self.state.state_of(job) in ("PENDING", "RUNNING"):
             return
         async with self.settling:
-            await self._settle(job)
-
-    async def _settle(self, job: Job) -> None:
-        state = self.state.state_of(job)
-        if job.final_state or state in ("PENDING", "RUNNING"):
-            return  # settled by the call this one waited for
-        if state == "SUCCEEDED":
-            if job.inline:
-                job.inline_output = [  # metadata only as the request gave it: none is invented
-                    {
-                        **answer(job, item, self.state),
-                        **({"metadata": item.metadata} if item.metadata else {}),
-                    }
-                    for item in job.items or []
-                ]
+            state = self.state.state_of(job)
+            if job.final_state or state in ("PENDING", "RUNNING"):
+                return  # settled by the call this one waited for
+            if state == "SUCCEEDED":
+                if job.inline:
+                    job.inline_output = [  # metadata only as the request gave it: none is invented
+                        {
+                            **answer(job, item, self.state),
+                            **({"metadata": item.metadata} if item.metadata else {}),
+                        }
+                        for item in job.items or []
+                    ]
+                else:
+                    job.output_file = await asyncio.to_thread(self.write_results, job)
+                self.state.end(job, "SUCCEEDED")
+            elif state == "FAILED":
+                self.state.end(job, "FAILED", job.outcome_error or "The batch failed (emulated).")
             else:
-                job.output_file = await asyncio.to_thread(self.write_results, job)
-            self.state.end(job, "SUCCEEDED")
-        elif state == "FAILED":
-            self.state.end(job, "FAILED", job.outcome_error or "The batch failed (emulated).")
-        else:
-            self.state.end(job, state, job.outcome_error)
+                self.state.end(job, state, job.outcome_error)
 
     def write_results(self, job: Job) -> str:
-        out = Path(tempfile.mkstemp(dir=self.state.data_dir, prefix=".out-")[1])
-        with open(out, "w", encoding="utf-8") as sink:
+        fd, out = tempfile.mkstemp(dir=self.state.data_dir, prefix=".out-")
+        with os.fdopen(fd, "w", encoding="utf-8") as sink:
             for item in iter_file_items(self.state, job.input_file or ""):
                 line = {"key": item.key, **answer(job, item, self.state)}
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
-        stored = self.state.add_file(
-            out,
+        return self.state.add_file(
+            Path(out),
             display_name=f"{job.display_name or job.id}-results",
             mime_type="application/jsonl",
             source="GENERATED",
-        )
-        return stored.name
+        ).name
 
     def resource(self, job: Job) -> dict[str, Any]:
         state = self.state.state_of(job)
@@ -311,18 +293,11 @@ class Emulator:
             else:
                 output = {"responsesFile": job.output_file}
             metadata["output"] = output
-            data["response"] = {
-                "@type": f"{metadata['@type']}Output",
-                **output,
-            }
-        elif job.final_state in ("FAILED", "EXPIRED", "CANCELLED") and job.final_error:
-            code = {"FAILED": 13, "EXPIRED": 4, "CANCELLED": 1}[job.final_state]
-            data["error"] = {"code": code, "message": job.final_error, "status": _rpc_status(code)}
+            data["response"] = {"@type": f"{metadata['@type']}Output", **output}
+        elif job.final_state in ENDING_ERRORS and job.final_error:
+            code, status = ENDING_ERRORS[job.final_state]
+            data["error"] = {"code": code, "message": job.final_error, "status": status}
         return data
-
-
-def _rpc_status(code: int) -> str:
-    return {1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 13: "INTERNAL"}.get(code, "UNKNOWN")
 
 
 async def _one(body: bytes):
@@ -330,30 +305,25 @@ async def _one(body: bytes):
 
 
 def parse_line(raw: bytes, index: int, state: Emulated) -> RequestItem:
+    key = f"request-{index:06d}"
     try:
         line = json.loads(raw)
-        request = line.get("request") if isinstance(line, dict) else None
-        key = (
-            str(line.get("key") or f"request-{index:06d}")
-            if isinstance(line, dict)
-            else f"request-{index:06d}"
-        )
-    except (ValueError, UnicodeDecodeError):
-        return RequestItem(
-            key=f"request-{index:06d}", metadata=None, request=None, failure="Invalid JSON in input line"
-        )
+    except ValueError:  # UnicodeDecodeError included
+        return RequestItem(key=key, metadata=None, request=None, failure="Invalid JSON in input line")
+    request = None
+    if isinstance(line, dict):
+        key = str(line.get("key") or key)
+        request = line.get("request")
     if not isinstance(request, dict):
         return RequestItem(key=key, metadata=None, request=None, failure="Input line has no request object")
     return RequestItem(key=key, metadata=None, request=request, failure=state.request_failure(key, request))
 
 
 def iter_file_items(state: Emulated, file_name: str):
-    index = 0
     with open(state.blob(file_name.removeprefix("files/")), "rb") as source:
-        for raw in source:
-            if raw.strip():
-                index += 1
-                yield parse_line(raw, index, state)
+        lines = (raw for raw in source if raw.strip())
+        for index, raw in enumerate(lines, start=1):
+            yield parse_line(raw, index, state)
 
 
 # -- handlers ----------------------------------------------------------------------------------
@@ -373,7 +343,6 @@ async def upload_start(request: Request, emu: Emulator, match: re.Match[str]) ->
         "path": path,
         "display_name": field(meta, "displayName", "display_name"),
         "mime_type": field(meta, "mimeType", "mime_type"),
-        "received": 0,
     }
     prefix = match.group("prefix") or ""
     url = f"{emu.url_for(request)}/{prefix}_upload/{upload_id}"
@@ -388,7 +357,6 @@ async def upload_chunk(request: Request, emu: Emulator, match: re.Match[str]) ->
     with open(upload["path"], "ab") as sink:
         async for chunk in request.stream():
             sink.write(chunk)
-            upload["received"] += len(chunk)
     if "finalize" not in command:
         return JSONResponse({}, headers={"X-Goog-Upload-Status": "active"})
     emu.state.uploads.pop(match.group("id"))
@@ -416,35 +384,25 @@ async def file_delete(request: Request, emu: Emulator, match: re.Match[str]) -> 
 
 async def file_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     files = sorted(emu.state.files.values(), key=lambda f: f.created, reverse=True)
-    page, token = _page(files, request, default=10, cap=100)  # the API's file list: 10 a page, 100 at most
-    out: dict[str, Any] = {"files": [f.resource(emu.url_for(request)) for f in page]}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    page, more = _page(files, request, default=10, cap=100)  # the API's file list: 10 a page, 100 at most
+    return {"files": [f.resource(emu.url_for(request)) for f in page], **more}
 
 
 async def file_download(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     stored = emu.stored(match.group("id"))
     if stored.source != "GENERATED":
         raise ApiError(400, "Only generated files can be downloaded; uploaded files cannot.")
-    path = emu.state.blob(stored.id)
     start = 0
     status = 200
     headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
-    ranged = re.fullmatch(r"bytes=(\d+)-", request.headers.get("range", ""))
-    if ranged:
+    if ranged := re.fullmatch(r"bytes=(\d+)-", request.headers.get("range", "")):
         start = min(int(ranged.group(1)), stored.size)
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stored.size - 1}/{stored.size}"
     fault = emu.fault
-    delay = fault.chunk_delay_seconds if fault else 0.0
-    body = _read_file(path, start, delay)
-    length = stored.size - start
-    if fault is not None and fault.drop_after_bytes is not None:
-        return BodyStream(
-            body, length=length, status=status, headers=headers, cut_after=fault.drop_after_bytes
-        )
-    return BodyStream(body, length=length, status=status, headers=headers)
+    body = _read_file(emu.state.blob(stored.id), start, fault.chunk_delay_seconds if fault else 0.0)
+    cut_after = fault.drop_after_bytes if fault else None
+    return BodyStream(body, length=stored.size - start, status=status, headers=headers, cut_after=cut_after)
 
 
 async def _read_file(path: Path, start: int, delay: float):
@@ -462,35 +420,29 @@ def _inline_items(emu: Emulator, raw_items: list[Any], *, embed: bool) -> list[R
         raw = raw if isinstance(raw, dict) else {}
         metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
         key = str((metadata or {}).get("key") or f"request-{index:06d}")
-        request = raw.get("request")
-        if not isinstance(request, dict):
-            request = None
+        request = raw.get("request") if isinstance(raw.get("request"), dict) else None
         if problem := schema_problem(request):  # the create's body does not parse: refused whole
             where = f"batch.input_config.requests.requests[{index - 1}].request.generation_config"
             raise ApiError(400, f"Invalid value at '{where}': {problem}", "INVALID_ARGUMENT")
-        failure = None if request is not None else "Request is missing"
-        if failure is None and not embed and not field(request, "contents"):
+        if request is None:
+            failure: str | None = "Request is missing"
+        elif not embed and not field(request, "contents"):
             failure = "* GenerateContentRequest.contents: contents is not specified"
-        items.append(
-            RequestItem(
-                key=key,
-                metadata=metadata,
-                request=request,
-                failure=failure or emu.state.request_failure(key, request),
-            )
-        )
+        else:
+            failure = emu.state.request_failure(key, request)
+        items.append(RequestItem(key=key, metadata=metadata, request=request, failure=failure))
     return items
 
 
-async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *, embed: bool = False) -> Any:
-    method = "asyncBatchEmbedContent" if embed else "batchGenerateContent"
+async def create_batch(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
+    method = match.group(0).rpartition(":")[2]  # batchGenerateContent or asyncBatchEmbedContent
+    embed = method == "asyncBatchEmbedContent"
     supported = _models.methods(match.group("model"), emu.state.settings)
     if supported is None or method not in supported:
         raise ApiError(404, _models.not_found(match.group("model"), _version(request), method), "NOT_FOUND")
     body = await request.json()
     batch = field(body, "batch") or {}
     config = field(batch, "inputConfig", "input_config") or {}
-    model = f"models/{match.group('model')}"
     display_name = field(batch, "displayName", "display_name")
     # The reference marks batch.displayName "Required". The SDK does not make one up for the
     # Developer API (it generates a default on Vertex only), so a client that omits it sends none;
@@ -507,33 +459,22 @@ async def create_batch(request: Request, emu: Emulator, match: re.Match[str], *,
         inline = field(inline, "requests")
     if (file_name is None) == (inline is None):
         raise ApiError(400, "Exactly one of input_config.file_name or input_config.requests must be set.")
-    kind = "embed" if embed else "generate"
     if inline is not None:
-        items = _inline_items(emu, list(inline), embed=embed)
-        job = emu.state.new_job(
-            kind=kind,
-            model=model,
-            display_name=display_name,
-            items=items,
-            input_file=None,
-            request_count=len(items),
-            failed_count=sum(1 for i in items if i.failure),
-        )
+        parsed = _inline_items(emu, list(inline), embed=embed)
+        input_file = None
     else:
         stored = emu.stored(str(file_name).removeprefix("files/"))
-        count = failed = 0
-        for item in await asyncio.to_thread(lambda: list(iter_file_items(emu.state, stored.name))):
-            count += 1
-            failed += 1 if item.failure else 0
-        job = emu.state.new_job(
-            kind=kind,
-            model=model,
-            display_name=display_name,
-            items=None,
-            input_file=stored.name,
-            request_count=count,
-            failed_count=failed,
-        )
+        parsed = await asyncio.to_thread(lambda: list(iter_file_items(emu.state, stored.name)))
+        input_file = stored.name
+    job = emu.state.new_job(
+        kind="embed" if embed else "generate",
+        model=f"models/{match.group('model')}",
+        display_name=display_name,
+        items=parsed if input_file is None else None,  # a file job reads its requests again at the end
+        input_file=input_file,
+        request_count=len(parsed),
+        failed_count=sum(1 for item in parsed if item.failure),
+    )
     await emu.settle(job)  # a zero-second clock ends the job at once
     return emu.resource(job)
 
@@ -547,10 +488,6 @@ async def model_get(request: Request, emu: Emulator, match: re.Match[str]) -> An
     if supported is None:
         raise ApiError(404, _models.not_found(match.group("model"), _version(request), "get"), "NOT_FOUND")
     return _models.resource(match.group("model"), supported)
-
-
-async def embed_batch(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
-    return await create_batch(request, emu, match, embed=True)
 
 
 async def batch_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
@@ -568,13 +505,10 @@ async def batch_list(request: Request, emu: Emulator, match: re.Match[str]) -> A
     # The reference gives batches.list's pageSize no default and no maximum ("the standard list page
     # size"); we use the file list's documented 10 and 100, the smallest this API states for a list,
     # so a client that ignores nextPageToken breaks here before it breaks against Google.
-    page, token = _page(jobs, request, default=10, cap=100)
+    page, more = _page(jobs, request, default=10, cap=100)
     for job in page:
         await emu.settle(job)
-    out: dict[str, Any] = {"operations": [emu.resource(j) for j in page]}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    return {"operations": [emu.resource(j) for j in page], **more}
 
 
 async def batch_cancel(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
@@ -650,39 +584,32 @@ async def cache_create(request: Request, emu: Emulator, match: re.Match[str]) ->
 
 
 async def cache_get(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
-    cache = emu.state.cache(match.group("id"))
-    if cache is None:
-        raise ApiError(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
-    return _cache_resource(cache)
+    return _cache_resource(emu.cache(match.group("id")))
 
 
 async def cache_delete(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
-    if emu.state.cache(match.group("id")) is None:
-        raise ApiError(403, "CachedContent not found (or permission denied)", "PERMISSION_DENIED")
-    emu.state.caches.pop(match.group("id"))
+    emu.state.caches.pop(emu.cache(match.group("id"))["id"])
     return {}
 
 
 async def cache_list(request: Request, emu: Emulator, match: re.Match[str]) -> Any:
     caches = [c for c in list(emu.state.caches.values()) if emu.state.cache(c["id"])]
-    page, token = _page(caches, request)
-    out: dict[str, Any] = {"cachedContents": [_cache_resource(c) for c in page]}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    page, more = _page(caches, request)
+    return {"cachedContents": [_cache_resource(c) for c in page], **more}
 
 
 def _page(
     items: list[Any], request: Request, default: int = 50, cap: int = 1000
-) -> tuple[list[Any], str | None]:
+) -> tuple[list[Any], dict[str, str]]:
+    """One page of ``items``, and the ``nextPageToken`` field to answer with it (none on the last page)."""
     size = int(request.query_params.get("pageSize") or request.query_params.get("page_size") or default)
     start = int(request.query_params.get("pageToken") or request.query_params.get("page_token") or 0)
-    size = max(1, min(size, cap))
-    end = start + size
-    return items[start:end], (str(end) if end < len(items) else None)
+    end = start + max(1, min(size, cap))
+    return items[start:end], ({"nextPageToken": str(end)} if end < len(items) else {})
 
 
 API_ROUTES: list[tuple[str, str, str, Handler]] = [
+    ("POST", r"(?:.*/)?_upload/(?P<id>[A-Za-z0-9]+)", "upload_chunks", upload_chunk),
     ("POST", r"(?P<prefix>(?:.*/)?)upload/[^/]+/files", "upload_starts", upload_start),
     ("GET", r"(?:.*/)?(?:download/)?[^/]+/files/(?P<id>[^/:]+):download", "downloads", file_download),
     ("GET", r"(?:.*/)?[^/]+/files/(?P<id>[^/:]+)", "file_gets", file_get),
@@ -690,7 +617,7 @@ API_ROUTES: list[tuple[str, str, str, Handler]] = [
     ("GET", r"(?:.*/)?[^/]+/files", "file_lists", file_list),
     ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):batchGenerateContent", "creates", create_batch),
     ("GET", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+)", "model_gets", model_get),
-    ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):asyncBatchEmbedContent", "embed_creates", embed_batch),
+    ("POST", r"(?:.*/)?[^/]+/models/(?P<model>[^/:]+):asyncBatchEmbedContent", "embed_creates", create_batch),
     ("POST", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+):cancel", "cancels", batch_cancel),
     ("GET", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "gets", batch_get),
     ("DELETE", r"(?:.*/)?[^/]+/batches/(?P<id>[^/:]+)", "deletes", batch_delete),
@@ -700,7 +627,6 @@ API_ROUTES: list[tuple[str, str, str, Handler]] = [
     ("DELETE", r"(?:.*/)?[^/]+/cachedContents/(?P<id>[^/:]+)", "cache_deletes", cache_delete),
     ("GET", r"(?:.*/)?[^/]+/cachedContents", "cache_lists", cache_list),
 ]
-UPLOAD_ROUTE = re.compile(r"(?:.*/)?_upload/(?P<id>[A-Za-z0-9]+)")
 COMPILED = [(method, re.compile(pattern), op, handler) for method, pattern, op, handler in API_ROUTES]
 
 
@@ -719,8 +645,7 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
     if action == "clock":
         if method == "POST":
             raw = await request.json()
-            unknown = set(raw) - {"frozen", "advance_seconds", "step_per_get"}
-            if unknown:
+            if unknown := set(raw) - {"frozen", "advance_seconds", "step_per_get"}:
                 return error_response(400, f"Unknown clock fields: {sorted(unknown)}")
             seconds = float(raw.get("advance_seconds") or 0)
             step = float(raw.get("step_per_get", state.clock.step_per_get) or 0)
@@ -737,37 +662,31 @@ async def control(request: Request, emu: Emulator, action: str) -> Response:
     if action == "config":
         if method == "POST":
             updates = await request.json()
-            unknown = set(updates) - set(DEFAULT_SETTINGS)
-            if unknown:
+            if unknown := set(updates) - set(DEFAULT_SETTINGS):
                 return error_response(400, f"Unknown settings: {sorted(unknown)}")
             state.settings.update(updates)
         return JSONResponse(state.settings)
     if action == "faults":
         if method == "POST":
             raw = await request.json()
-            known = {f.name for f in fields(Fault)}
-            if set(raw) - known:
-                return error_response(400, f"Unknown fault fields: {sorted(set(raw) - known)}")
+            if unknown := set(raw) - {f.name for f in fields(Fault)}:
+                return error_response(400, f"Unknown fault fields: {sorted(unknown)}")
             state.faults.append(Fault(**raw))
         elif method == "DELETE":
             state.faults.clear()
             await emu.release_held(every=True)
         return JSONResponse({"faults": [asdict(f) for f in state.faults]})
-    if action == "files:synthesize" and method == "POST":
+    if action in ("files:synthesize", "batches:synthesize") and method == "POST":
         raw = await request.json()
-        stored = await asyncio.to_thread(
-            synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000))
-        )
-        return JSONResponse(stored.resource(emu.url_for(request)))
-    if action == "batches:synthesize" and method == "POST":
-        raw = await request.json()
-        kind = "embed" if raw.get("kind") == "embed" else "generate"
-        dims = int(raw.get("dimensions", 768)) if kind == "embed" else None
+        embed = action == "batches:synthesize" and raw.get("kind") == "embed"
+        dims = int(raw.get("dimensions", 768)) if embed else None
         stored = await asyncio.to_thread(
             synthesize, state, int(raw["size_bytes"]), int(raw.get("line_bytes", 1000)), dims
         )
+        if action == "files:synthesize":
+            return JSONResponse(stored.resource(emu.url_for(request)))
         synthetic = state.new_job(
-            kind=kind,
+            kind="embed" if embed else "generate",
             model=f"models/{raw.get('model', 'gemini-2.5-flash')}",
             display_name=raw.get("display_name", "synthesized"),
             items=None,
@@ -866,8 +785,6 @@ def build_app(state: Emulated) -> Starlette:
         path = request.url.path.lstrip("/")
         if "_emulator/" in path:
             return await control(request, emu, path.split("_emulator/", 1)[1])
-        if request.method == "POST" and (m := UPLOAD_ROUTE.fullmatch(path)):
-            return await emu.run(request, "upload_chunks", upload_chunk, m, needs_key=False)
         for method, pattern, operation, handler in COMPILED:
             if request.method == method and (m := pattern.fullmatch(path)):
                 return await emu.run(request, operation, handler, m)

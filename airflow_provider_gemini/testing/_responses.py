@@ -21,13 +21,9 @@ def tokens(text: str) -> int:
 
 def prompt_text(request: dict[str, Any]) -> str:
     """All text parts of a GenerateContentRequest's contents, joined."""
-    texts: list[str] = []
-    for content in field(request, "contents") or []:
-        for part in field(content, "parts") or []:
-            text = field(part, "text")
-            if isinstance(text, str):
-                texts.append(text)
-    return "\n".join(texts)
+    parts = (part for content in field(request, "contents") or [] for part in field(content, "parts") or [])
+    texts = (field(part, "text") for part in parts)
+    return "\n".join(text for text in texts if isinstance(text, str))
 
 
 def _digest(text: str) -> int:
@@ -36,8 +32,7 @@ def _digest(text: str) -> int:
 
 def answer_text(prompt: str) -> str:
     """A short, stable answer that visibly depends on the prompt."""
-    words = prompt.split()
-    head = " ".join(words[:12])
+    head = " ".join(prompt.split()[:12])
     return f"[emulated {_digest(prompt) % 100000:05d}] {head}".strip()
 
 

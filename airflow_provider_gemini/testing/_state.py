@@ -15,7 +15,7 @@ import re
 import secrets
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "extra_models": [],  # model names to accept beside the known ones (testing._models)
 }
 FILE_TTL = timedelta(hours=48)
+COUNTERS = ("jobs_created", "files_created", "caches_created")  # kept in the journal with the calls
 
 
-def now_iso(at: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def now_iso(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:
@@ -235,12 +235,7 @@ class Emulated:
         """Append one change (and the counters) to the journal, when the user asked for a data dir."""
         if not self.persist:
             return
-        change["counters"] = {
-            "jobs_created": self.jobs_created,
-            "files_created": self.files_created,
-            "caches_created": self.caches_created,
-            "calls": self.calls,
-        }
+        change["counters"] = {**{name: getattr(self, name) for name in COUNTERS}, "calls": self.calls}
         with open(self.journal_path, "a", encoding="utf-8") as journal:
             journal.write(json.dumps(change) + "\n")
 
@@ -272,9 +267,8 @@ class Emulated:
         if "job_deleted" in change and (deleted := self.jobs.get(change["job_deleted"])):
             deleted.deleted = True
         counters = change.get("counters", {})
-        self.jobs_created = counters.get("jobs_created", self.jobs_created)
-        self.files_created = counters.get("files_created", self.files_created)
-        self.caches_created = counters.get("caches_created", self.caches_created)
+        for name in COUNTERS:
+            setattr(self, name, counters.get(name, getattr(self, name)))
         self.calls.update(counters.get("calls", {}))
 
     def _compact(self) -> None:
@@ -291,20 +285,16 @@ class Emulated:
         self.record()  # the counters
 
     def reset(self) -> None:
-        for stored in list(self.files.values()):
-            self.blob(stored.id).unlink(missing_ok=True)
+        for file_id in self.files:
+            self.blob(file_id).unlink(missing_ok=True)
         for upload in self.uploads.values():
             Path(upload["path"]).unlink(missing_ok=True)
-        self.files.clear()
-        self.jobs.clear()
-        self.uploads.clear()
-        self.faults.clear()
-        self.settings = dict(DEFAULT_SETTINGS)
-        self.calls = dict.fromkeys(CALL_NAMES, 0)
-        self.caches.clear()
+        # Every field with a default factory (the collections, settings, calls, rng and clock) starts
+        # afresh; held_requests stays, as the requests still held count themselves out.
+        for spec in fields(self):
+            if spec.default_factory is not MISSING:
+                setattr(self, spec.name, spec.default_factory())
         self.jobs_created = self.files_created = self.caches_created = 0
-        self.rng = random.Random(20261125)
-        self.clock = Clock()
         if self.persist:
             self.journal_path.unlink(missing_ok=True)
             self.record()
@@ -428,11 +418,11 @@ class Emulated:
             return None
         return cache
 
-    def state_of(self, job: Job, at: float | None = None) -> str:
+    def state_of(self, job: Job) -> str:
         """The job's state now, from its clock (no background work: computed on every read)."""
         if job.final_state:
             return job.final_state
-        elapsed = (self.clock.now() if at is None else at) - job.created
+        elapsed = self.clock.now() - job.created
         if job.pending_seconds + job.running_seconds > job.expire_seconds and elapsed >= job.expire_seconds:
             return "EXPIRED"  # left pending or running past the expiry limit
         if elapsed < job.pending_seconds:
@@ -501,21 +491,18 @@ def schema_problem(request: dict[str, Any] | None) -> str | None:
     return response_schema_problem(config) if isinstance(config, dict) else None
 
 
-def failed_response(message: str) -> dict[str, Any]:
-    return {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
-
-
-def answer(job: Job, item: RequestItem, state: Emulated | None = None) -> dict[str, Any]:
+def answer(job: Job, item: RequestItem, state: Emulated) -> dict[str, Any]:
     """The response (or error) of one request, as the output carries it."""
     if item.failure or item.request is None:
-        return {"error": failed_response(item.failure or "Request is missing")}
+        message = item.failure or "Request is missing"
+        return {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
     if job.kind == "embed":
         content = item.request.get("content") or {}
         text = _responses.prompt_text({"contents": [content]})
         dims = wire_field(item.request, "outputDimensionality", "output_dimensionality") or 8
         return {"response": {"embedding": {"values": _responses.embedding(text, int(dims))}}}
     cache_name = wire_field(item.request, "cachedContent", "cached_content")
-    cache = state.cache(str(cache_name)) if (state is not None and cache_name) else None
+    cache = state.cache(str(cache_name)) if cache_name else None
     cached_tokens = int(cache["tokens"]) if cache else 0
     return {
         "response": _responses.generate_content_response(

@@ -234,16 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pending-seconds", type=float, default=0.0)
     parser.add_argument("--running-seconds", type=float, default=0.0)
     parser.add_argument("--access-log", action="store_true")
-    args = parser.parse_args(argv)
-    server = EmulatorServer(
-        args.host,
-        args.port,
-        api_key=args.api_key,
-        data_dir=args.data_dir,
-        pending_seconds=args.pending_seconds,
-        running_seconds=args.running_seconds,
-        access_log=args.access_log,
-    )
+    server = EmulatorServer(**vars(parser.parse_args(argv)))  # each option is a parameter of the same name
     print(f"{LISTENING} {server.url}", flush=True)
     try:
         server.serve_forever()

@@ -31,10 +31,6 @@ class ImageFiles:
         self.staging = destination.parent / f".{stem}.images.partial"
         self.names: list[str] = []
 
-    @property
-    def count(self) -> int:
-        return len(self.names)
-
     def write(self, key: str, images: list[tuple[str, str]]) -> list[str]:
         """Stage one answer's images; the paths they will have once published."""
         paths = []

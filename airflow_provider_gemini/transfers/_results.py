@@ -165,7 +165,7 @@ class ResultsTransfer(BaseOperator):
         return known
 
     def _transfer(
-        self, context: Context, job: BatchJobInfo, records: Records | None, *, text: bool, sink: BlockSink
+        self, job: BatchJobInfo, records: Records | None, *, text: bool, sink: BlockSink
     ) -> ManifestBuilder:
         """One pass over the results: each line decoded and counted, failed ones written to the errors
         file, and each block handed to ``sink`` with its rows."""
@@ -234,11 +234,20 @@ class ResultsTransfer(BaseOperator):
                 "retry would download the same results and fail the same way."
             ) from err
 
-    def _batch_facet(self) -> Any:
+    def _lineage(self, output: Any, columns: dict[str, str]) -> Any:
+        """Lineage: ``output`` (with a schema of the ``columns`` written, name -> type, if any) and the
+        errors file as outputs, a ``join_input`` file as an input, and the ``geminiBatch`` facet with
+        the manifest's tokens and cost."""
         from airflow_provider_gemini import lineage
 
+        outputs = [lineage.with_schema(output, columns) if columns else output]
+        if self.errors_destination:
+            outputs.append(lineage.path_dataset(self.errors_destination, self.errors_conn_id))
+        inputs = []
+        if isinstance(self.join_input, str) or hasattr(self.join_input, "protocol"):  # a file
+            inputs.append(lineage.path_dataset(self.join_input, self.join_conn_id))
         manifest = self._manifest
-        return lineage.run_facet(
+        facet = lineage.run_facet(
             model=manifest.get("model"),
             batchName=manifest.get("batch_name") or self.batch_name,
             requestCount=manifest.get("rows"),
@@ -248,21 +257,7 @@ class ResultsTransfer(BaseOperator):
             tokens=manifest.get("tokens"),
             cost=manifest.get("cost"),
         )
-
-    def _lineage_inputs(self) -> list[Any]:
-        """A ``join_input`` file, read as an input."""
-        from airflow_provider_gemini import lineage
-
-        if isinstance(self.join_input, str) or hasattr(self.join_input, "protocol"):
-            return [lineage.path_dataset(self.join_input, self.join_conn_id)]
-        return []
-
-    def _lineage_errors(self) -> list[Any]:
-        from airflow_provider_gemini import lineage
-
-        if self.errors_destination:
-            return [lineage.path_dataset(self.errors_destination, self.errors_conn_id)]
-        return []
+        return lineage.lineage(inputs, outputs, facet)
 
 
 @contextmanager

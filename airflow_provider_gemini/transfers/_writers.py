@@ -285,10 +285,7 @@ def _arrow_type(pa: Any, name: str, sample: list[Any]) -> Any:
 def writer_for(output_format: str, sink: Sink, columns: list[str] | None = None) -> Any:
     if output_format == "jsonl":
         return RawJsonlWriter(sink)
-    if output_format == "flat_jsonl":
-        return FlatJsonlWriter(sink)
-    if output_format == "csv":
-        return CsvWriter(sink, columns)
-    if output_format == "parquet":
-        return ParquetWriter(sink, columns)
-    raise ValueError(f"output_format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    row_writers = {"flat_jsonl": FlatJsonlWriter, "csv": CsvWriter, "parquet": ParquetWriter}
+    if output_format not in row_writers:
+        raise ValueError(f"output_format must be one of {', '.join(FORMATS)}, not {output_format!r}")
+    return row_writers[output_format](sink, columns)

@@ -105,7 +105,7 @@ class GeminiBatchResultsToSqlOperator(ResultsTransfer):
                     loader.load(pending)
                     pending.clear()
 
-            builder = self._transfer(context, job, records, text=True, sink=load)
+            builder = self._transfer(job, records, text=True, sink=load)
             loader.load(pending)
             connection.commit()
         except BaseException:
@@ -151,15 +151,11 @@ class GeminiBatchResultsToSqlOperator(ResultsTransfer):
 
     @never_fails
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage: the table (with the columns loaded) and the errors file as outputs, a ``join_input``
-        file as an input, and the ``geminiBatch`` facet with the manifest's tokens and cost."""
+        """Lineage: the table, with the columns loaded (``ResultsTransfer._lineage``)."""
         from airflow_provider_gemini import lineage
 
         table = lineage.table_dataset(self.sql_conn_id, self.table)
-        if self._loaded_columns:
-            table = lineage.with_schema(table, dict.fromkeys(self._loaded_columns, ""))
-        outputs = [table, *self._lineage_errors()]
-        return lineage.lineage(self._lineage_inputs(), outputs, self._batch_facet())
+        return self._lineage(table, dict.fromkeys(self._loaded_columns, ""))
 
 
 class _Loader:

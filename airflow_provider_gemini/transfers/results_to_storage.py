@@ -101,9 +101,9 @@ class GeminiBatchResultsToStorageOperator(ResultsTransfer):
                 writer.write_rows(rows, extras)
 
             try:
-                builder = self._transfer(context, job, records, text=not raw, sink=write)
+                builder = self._transfer(job, records, text=not raw, sink=write)
                 writer.close()
-                builder.images = images.count
+                builder.images = len(images.names)
                 images.publish()  # before the rows that name them are moved into place
             except BaseException:
                 images.discard()
@@ -121,17 +121,11 @@ class GeminiBatchResultsToStorageOperator(ResultsTransfer):
 
     @never_fails
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Lineage: the destination (with the columns written) and the errors file as outputs, a
-        ``join_input`` file as an input, and the ``geminiBatch`` facet with the manifest's tokens and
-        cost."""
+        """Lineage: the destination, with the columns written (``ResultsTransfer._lineage``)."""
         from airflow_provider_gemini import lineage
 
         destination = lineage.path_dataset(self.destination, self.destination_conn_id)
-        if self._columns:
-            columns = {c: COLUMN_TYPES.get(c, "") for c in self._columns}
-            destination = lineage.with_schema(destination, columns)
-        outputs = [destination, *self._lineage_errors()]
-        return lineage.lineage(self._lineage_inputs(), outputs, self._batch_facet())
+        return self._lineage(destination, {c: COLUMN_TYPES.get(c, "") for c in self._columns or ()})
 
 
 class _WrittenBehind:

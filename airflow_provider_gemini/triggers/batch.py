@@ -5,18 +5,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gemini.batch.polling import PollDecider
-from airflow_provider_gemini.endings import acancel_best_effort
+from airflow_provider_gemini.endings import BACKSTOP, acancel_best_effort
 
 if TYPE_CHECKING:
     from airflow_provider_gemini.batch.events import BatchEvent
     from airflow_provider_gemini.batch.jobs import BatchJobInfo
     from airflow_provider_gemini.hooks.gemini import GeminiHook
+
+
+def defer_wait(task: Any, batch_name: str, *, poll_interval: float, deadline: float | None) -> None:
+    """Hand the wait for a job to the triggerer: ``task`` (the create operator or the sensor) resumes
+    in ``execute_complete``. Airflow's own timeout is a backstop behind the trigger's deadline."""
+    task.defer(
+        trigger=GeminiBatchTrigger(
+            batch_name=batch_name,
+            gemini_conn_id=task.gemini_conn_id,
+            poll_interval=poll_interval,
+            deadline=deadline,
+            max_failed_request_ratio=task.max_failed_request_ratio,
+            cancel_on_kill=task.cancel_on_kill,
+        ),
+        method_name="execute_complete",
+        timeout=timedelta(seconds=deadline - time.time()) + BACKSTOP if deadline else None,
+    )
 
 
 class GeminiBatchTrigger(BaseTrigger):
